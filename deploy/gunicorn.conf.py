@@ -1,0 +1,21 @@
+"""gunicorn settings for the API: gevent workers, tuned from the environment."""
+import os
+
+bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+wsgi_app = "wsgi:app"
+
+
+def post_fork(server, worker):
+    """Make psycopg2 yield to the gevent hub instead of blocking the whole worker."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

@@ -1,0 +1,28 @@
+"""The offline-downloads API: `create_app()` builds the Flask application."""
+import logging
+
+from flask import Flask
+
+from downloads_app import api, cli, db, http_errors, queue
+from downloads_app.config import DEV_JWT_SECRET, load_settings
+
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+def create_app(test_config=None):
+    """Settings from the environment, then `test_config`; extensions wired by init_app."""
+    app = Flask(__name__)
+    app.config.update(load_settings())
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    if test_config:
+        app.config.update(test_config)
+    if app.config["JWT_SECRET"] == DEV_JWT_SECRET and not app.testing:
+        logging.getLogger(__name__).warning(
+            "JWT_SECRET is not set: using the development secret. Set it in production."
+        )
+    db.init_app(app)
+    queue.init_app(app)
+    api.init_app(app)
+    http_errors.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,54 @@
+"""Routes of /api/contents: the catalogue, readable by users, changed by admins."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app import catalogue
+from downloads_app.auth import admin_required, authenticate
+from downloads_app.schemas import (
+    ContentCreateSchema,
+    ContentEnvelopeSchema,
+    ContentListSchema,
+    ContentUpdateSchema,
+    MessageSchema,
+)
+
+blp = Blueprint("contents", __name__, url_prefix="/api/contents", description="The catalogue")
+blp.before_request(authenticate)
+
+
+@blp.route("")
+class Contents(MethodView):
+    @blp.response(200, ContentListSchema)
+    def get(self):
+        """Titles that can be downloaded, with qualities and sizes"""
+        return {"success": True, "contents": catalogue.list_contents()}
+
+    @admin_required
+    @blp.arguments(ContentCreateSchema)
+    @blp.response(201, ContentEnvelopeSchema)
+    def post(self, body):
+        """Add a title (admin)"""
+        return {"success": True, "message": "Title added", "content": catalogue.create_content(**body)}
+
+
+@blp.route("/<content_id>")
+class ContentById(MethodView):
+    @blp.response(200, ContentEnvelopeSchema)
+    def get(self, content_id):
+        """One title"""
+        return {"success": True, "content": catalogue.get_content(content_id)}
+
+    @admin_required
+    @blp.arguments(ContentUpdateSchema)
+    @blp.response(200, ContentEnvelopeSchema)
+    def patch(self, body, content_id):
+        """Change a title (admin)"""
+        content = catalogue.update_content(content_id, **body)
+        return {"success": True, "message": "Title updated", "content": content}
+
+    @admin_required
+    @blp.response(200, MessageSchema)
+    def delete(self, content_id):
+        """Remove a title that has no downloads (admin)"""
+        catalogue.delete_content(content_id)
+        return {"success": True, "message": "Title removed"}

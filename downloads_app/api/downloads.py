@@ -1,0 +1,113 @@
+"""Routes of /api/downloads: start, list, inspect, control and delete downloads."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app import service
+from downloads_app.auth import authenticate, current_user
+from downloads_app.schemas import (
+    CleanupSchema,
+    DownloadEnvelopeSchema,
+    DownloadListSchema,
+    DownloadQueryArgsSchema,
+    MessageSchema,
+    ProgressSchema,
+    StartDownloadSchema,
+)
+
+PROGRESS_FIELDS = ("id", "status", "progress", "downloaded_bytes", "file_size_bytes")
+
+blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
+blp.before_request(authenticate)
+
+
+@blp.route("")
+class Downloads(MethodView):
+    @blp.arguments(DownloadQueryArgsSchema, location="query")
+    @blp.response(200, DownloadListSchema)
+    def get(self, args):
+        """List your downloads, newest first, optionally by status"""
+        downloads, pagination = service.list_downloads(current_user().id, **args)
+        return {"success": True, "downloads": downloads, "pagination": pagination}
+
+
+@blp.route("/start")
+class StartDownload(MethodView):
+    @blp.arguments(StartDownloadSchema)
+    @blp.response(202, DownloadEnvelopeSchema)
+    def post(self, body):
+        """Start downloading a title at a quality; the transfer runs in the background"""
+        download = service.start_download(current_user().id, body["content_id"], body["quality"])
+        return {"success": True, "message": "Download started", "download": download}
+
+
+@blp.route("/cleanup")
+class Cleanup(MethodView):
+    @blp.response(200, CleanupSchema)
+    def post(self):
+        """Delete all your downloads and free their storage"""
+        count, freed = service.cleanup(current_user().id)
+        return {
+            "success": True,
+            "message": f"Deleted {count} downloads",
+            "deleted_count": count,
+            "freed_bytes": freed,
+        }
+
+
+def _delete(download_id):
+    service.delete_download(current_user().id, download_id)
+    return {"success": True, "message": "Download deleted"}
+
+
+@blp.route("/<download_id>")
+class DownloadById(MethodView):
+    @blp.response(200, DownloadEnvelopeSchema)
+    def get(self, download_id):
+        """One of your downloads"""
+        return {"success": True, "download": service.get_download(current_user().id, download_id)}
+
+    @blp.response(200, MessageSchema)
+    def delete(self, download_id):
+        """Delete a download and free its storage"""
+        return _delete(download_id)
+
+
+@blp.route("/<download_id>/delete")
+class DeleteDownload(MethodView):
+    @blp.response(200, MessageSchema)
+    def delete(self, download_id):
+        """Delete a download and free its storage (the seed's path)"""
+        return _delete(download_id)
+
+
+@blp.route("/<download_id>/progress")
+class Progress(MethodView):
+    @blp.response(200, ProgressSchema)
+    def get(self, download_id):
+        """Progress of a download"""
+        download = service.get_download(current_user().id, download_id)
+        return {"success": True, **{name: getattr(download, name) for name in PROGRESS_FIELDS}}
+
+
+# action: (service function, message on success, summary for the spec)
+ACTIONS = {
+    "pause": (service.pause, "Download paused", "Pause a pending or running download"),
+    "resume": (service.resume, "Download resumed", "Resume a paused download from where it stopped"),
+    "cancel": (service.cancel, "Download cancelled", "Cancel a download and release its storage"),
+    "retry": (service.retry, "Download retried", "Retry a failed or cancelled download"),
+}
+
+
+def _action_view(action, change, message, summary):
+    def post(download_id):
+        return {"success": True, "message": message, "download": change(current_user().id, download_id)}
+
+    post.__name__ = f"{action}_download"
+    post.__doc__ = summary
+    return post
+
+
+for _action, (_change, _message, _summary) in ACTIONS.items():
+    blp.route(f"/<download_id>/{_action}", methods=["POST"])(
+        blp.response(200, DownloadEnvelopeSchema)(_action_view(_action, _change, _message, _summary))
+    )

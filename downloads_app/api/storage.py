@@ -1,0 +1,18 @@
+"""Route of /api/storage: the caller's quota, used and free bytes."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app import service
+from downloads_app.auth import authenticate, current_user
+from downloads_app.schemas import StorageSchema
+
+blp = Blueprint("storage", __name__, url_prefix="/api/storage", description="Your storage quota")
+blp.before_request(authenticate)
+
+
+@blp.route("")
+class Storage(MethodView):
+    @blp.response(200, StorageSchema)
+    def get(self):
+        """Your storage quota: bytes allowed, reserved by downloads, and free"""
+        return {"success": True, **service.storage(current_user().id)}

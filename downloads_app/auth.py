@@ -1,0 +1,71 @@
+"""Bearer-token authentication: HS256 JWTs whose `sub` is the user id and `role` may be admin."""
+import time
+from dataclasses import dataclass
+from functools import wraps
+
+import jwt
+from flask import current_app, g, request
+
+from downloads_app.errors import NotAllowed, NotAuthenticated
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    is_admin: bool
+
+
+def issue_token(user_id, admin=False, ttl_seconds=None):
+    """A signed token for `user_id`, valid for JWT_TTL_SECONDS."""
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + (ttl_seconds or current_app.config["JWT_TTL_SECONDS"]),
+    }
+    if admin:
+        claims["role"] = "admin"
+    return jwt.encode(claims, current_app.config["JWT_SECRET"], algorithm=ALGORITHM)
+
+
+def _decode(token):
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["JWT_SECRET"],
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise NotAuthenticated("The token has expired; sign in again.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise NotAuthenticated(f"Invalid token: {exc}.") from exc
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise NotAuthenticated("Invalid token: `sub` must be a non-empty string.")
+    return User(id=claims["sub"], is_admin=claims.get("role") == "admin")
+
+
+def authenticate():
+    """Set `g.user` from the Authorization header, or raise NotAuthenticated."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("Sign in: send `Authorization: Bearer <token>`.")
+    g.user = _decode(token.strip())
+
+
+def current_user():
+    return g.user
+
+
+def admin_required(view):
+    """Refuse the view to callers whose token lacks `role: admin`."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user().is_admin:
+            raise NotAllowed("This action needs an admin token.")
+        return view(*args, **kwargs)
+
+    return wrapper

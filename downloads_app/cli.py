@@ -1,0 +1,58 @@
+"""Flask CLI commands: `db upgrade`, `demo seed`, `auth token`."""
+import click
+from flask.cli import AppGroup
+
+from downloads_app import catalogue, schema_migrations
+from downloads_app.auth import issue_token
+from downloads_app.models import Content
+
+db_cli = AppGroup("db", help="Database schema.")
+demo_cli = AppGroup("demo", help="Demo data.")
+auth_cli = AppGroup("auth", help="Tokens.")
+
+DEMO_USER = "demo-user"
+
+# id, title, duration in seconds
+DEMO_TITLES = (
+    ("big-buck-bunny", "Big Buck Bunny", 596),
+    ("sintel", "Sintel", 888),
+    ("tears-of-steel", "Tears of Steel", 734),
+    ("cosmos-laundromat", "Cosmos Laundromat", 730),
+    ("spring", "Spring", 464),
+    ("the-long-voyage", "The Long Voyage (feature film)", 7_200),
+)
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Apply every schema migration not yet applied."""
+    applied = schema_migrations.upgrade()
+    click.echo(f"Applied {len(applied)} migrations" + (f": {', '.join(applied)}" if applied else ""), err=True)
+
+
+@demo_cli.command("seed")
+def demo_seed():
+    """Load the demo titles (idempotent) and print a token for the demo user."""
+    qualities = catalogue.offered_qualities()
+    added = 0
+    for content_id, title, duration in DEMO_TITLES:
+        if Content.get_or_none(Content.id == content_id) is None:
+            catalogue.create_content(content_id, title, duration, qualities)
+            added += 1
+    click.echo(f"Catalogue: {added} titles added, {len(DEMO_TITLES) - added} already there.", err=True)
+    click.echo(f"Token for {DEMO_USER!r}:", err=True)
+    click.echo(issue_token(DEMO_USER))
+
+
+@auth_cli.command("token")
+@click.argument("user_id")
+@click.option("--admin", is_flag=True, help="Grant the admin role.")
+@click.option("--ttl", type=int, default=None, help="Seconds until expiry (default JWT_TTL_SECONDS).")
+def auth_token(user_id, admin, ttl):
+    """Print a signed token for USER_ID, alone, on standard output."""
+    click.echo(issue_token(user_id, admin=admin, ttl_seconds=ttl))
+
+
+def init_app(app):
+    for group in (db_cli, demo_cli, auth_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,52 @@
+"""Settings read from the environment (and an optional `.env` file), with defaults."""
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+# Bits per second by quality; ~0.3, 0.7, 1.5, 3 and 7 GB per hour of video.
+DEFAULT_BITRATES_KBPS = "360p=667,480p=1556,720p=3333,1080p=6667,2160p=15556"
+DEV_JWT_SECRET = "insecure-development-secret-set-JWT_SECRET-in-production"
+
+
+def _bitrates(text):
+    """Parse `360p=667,480p=1556` into {"360p": 667, ...} (kilobits per second)."""
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {quality.strip(): int(kbps) for quality, kbps in pairs}
+
+
+# name: (parser, default); every name is read from the environment of the same name.
+SETTINGS = {
+    "DATABASE_URL": (str, f"sqlite:///{VAR_DIR / 'downloads.sqlite3'}"),
+    "DATABASE_POOL_SIZE": (int, 20),
+    "DATABASE_POOL_TIMEOUT": (float, 10.0),
+    "REDIS_URL": (str, "redis://127.0.0.1:6379/0"),
+    "REDIS_TIMEOUT_SECONDS": (float, 2.0),
+    "JWT_SECRET": (str, DEV_JWT_SECRET),
+    "JWT_TTL_SECONDS": (int, 24 * 3600),
+    "STORAGE_QUOTA_BYTES": (int, 50_000_000_000),
+    "QUALITY_BITRATES_KBPS": (_bitrates, DEFAULT_BITRATES_KBPS),
+    "DOWNLOAD_TRANSPORT": (str, "simulated"),
+    "DOWNLOAD_SIMULATED_SECONDS": (float, 5.0),
+    "DOWNLOAD_MAX_ATTEMPTS": (int, 5),
+    "DOWNLOAD_RETRY_MIN_BACKOFF_MS": (int, 1_000),
+    "DOWNLOAD_RETRY_MAX_BACKOFF_MS": (int, 60_000),
+    "DOWNLOAD_TIME_LIMIT_SECONDS": (int, 3_600),
+    "DOWNLOADS_QUEUE": (str, "downloads"),
+}
+
+
+def load_settings(environ=None):
+    """Return every setting, typed, from `environ` (default: the process environment)."""
+    if environ is None:
+        load_dotenv(PROJECT_ROOT / ".env")
+        environ = os.environ
+    settings = {}
+    for name, (parse, default) in SETTINGS.items():
+        raw = environ.get(name)
+        value = default if raw in (None, "") else raw
+        settings[name] = parse(value) if isinstance(value, str) else value
+    return settings

@@ -1,0 +1,59 @@
+"""The database handle: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
+from pathlib import Path
+from urllib.parse import urlparse
+
+from peewee import DatabaseProxy, SqliteDatabase
+from playhouse.db_url import parse as parse_db_url
+from playhouse.pool import PooledPostgresqlDatabase
+
+database = DatabaseProxy()
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 10
+
+
+def open_database(url, pool_size=20, pool_timeout=10.0):
+    """Build the peewee database for `url` (`sqlite:///path` or `postgresql://...`)."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets the API read while the worker writes; IMMEDIATE takes the write
+        # lock at BEGIN so two writers queue on the busy timeout instead of failing.
+        return SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_SECONDS * 1000,
+            },
+            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            lock_type="IMMEDIATE",
+            returning_clause=True,
+        )
+    if scheme in ("postgres", "postgresql"):
+        params = parse_db_url(url)
+        return PooledPostgresqlDatabase(
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            stale_timeout=300,
+            **params,
+        )
+    raise ValueError(f"DATABASE_URL must be sqlite:/// or postgresql://, not {scheme!r}")
+
+
+def init_app(app):
+    """Point the shared handle at the app's database; one connection per request."""
+    database.initialize(
+        open_database(
+            app.config["DATABASE_URL"],
+            app.config["DATABASE_POOL_SIZE"],
+            app.config["DATABASE_POOL_TIMEOUT"],
+        )
+    )
+
+    @app.teardown_appcontext
+    def close_connection(exc):
+        if not database.is_closed():
+            database.close()

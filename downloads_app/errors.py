@@ -1,0 +1,72 @@
+"""Refusals of the domain, one class each; the API maps them to HTTP statuses."""
+
+
+class ServiceError(Exception):
+    """Base: a request the service refuses, with a message fit for the client."""
+
+    status_code = 400
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DownloadNotFound(ServiceError):
+    """No such download for this user."""
+
+    status_code = 404
+
+
+class ContentNotFound(ServiceError):
+    """No such title in the catalogue."""
+
+    status_code = 404
+
+
+class ContentExists(ServiceError):
+    """A title with this id is already in the catalogue."""
+
+    status_code = 409
+
+
+class ContentInUse(ServiceError):
+    """The title still has downloads and cannot be removed."""
+
+    status_code = 409
+
+
+class QualityNotOffered(ServiceError):
+    """The title is not offered in the requested quality."""
+
+    status_code = 422
+
+
+class QuotaExceeded(ServiceError):
+    """The download does not fit in the user's free storage."""
+
+    status_code = 413
+
+
+class InvalidTransition(ServiceError):
+    """The action does not fit the download's current state."""
+
+    status_code = 409
+
+
+class QueueUnavailable(ServiceError):
+    """Redis (the job queue) did not answer."""
+
+    status_code = 503
+
+
+class NotAuthenticated(ServiceError):
+    """No valid bearer token came with the request."""
+
+    status_code = 401
+
+
+class NotAllowed(ServiceError):
+    """The caller is signed in but may not do this."""
+
+    status_code = 403

@@ -1,0 +1,43 @@
+"""The download state machine: states, which transitions are legal, and who holds quota."""
+PENDING = "pending"
+DOWNLOADING = "downloading"
+PAUSED = "paused"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+STATUSES = (PENDING, DOWNLOADING, PAUSED, COMPLETED, FAILED, CANCELLED)
+
+# Downloads in these states hold their file size against the user's quota.
+RESERVING = frozenset({PENDING, DOWNLOADING, PAUSED, COMPLETED})
+
+# transition name: (states it may start from, state it leads to)
+TRANSITIONS = {
+    "claim": ({PENDING}, DOWNLOADING),
+    "complete": ({DOWNLOADING}, COMPLETED),
+    "requeue": ({DOWNLOADING}, PENDING),
+    "fail": ({DOWNLOADING}, FAILED),
+    "pause": ({PENDING, DOWNLOADING}, PAUSED),
+    "resume": ({PAUSED}, PENDING),
+    "cancel": ({PENDING, DOWNLOADING, PAUSED}, CANCELLED),
+    "retry": ({FAILED, CANCELLED}, PENDING),
+}
+
+
+def sources(transition):
+    """States from which `transition` is legal."""
+    return TRANSITIONS[transition][0]
+
+
+def target(transition):
+    """State that `transition` leads to."""
+    return TRANSITIONS[transition][1]
+
+
+def quota_change(transition, file_size_bytes):
+    """Bytes to add to (positive) or release from (negative) the ledger."""
+    was_reserving = bool(sources(transition) & RESERVING)
+    now_reserving = target(transition) in RESERVING
+    if was_reserving == now_reserving:
+        return 0
+    return file_size_bytes if now_reserving else -file_size_bytes

@@ -1,0 +1,266 @@
+"""The download service: every read and state change of a download, for the API and the worker.
+
+Each state change is one conditional UPDATE (`WHERE id = ? AND status IN (...)`) in the
+same transaction as its storage-ledger change, so racing requests and workers can
+neither lose nor resurrect a download, and the ledger always equals the sum of the
+reserving downloads.
+"""
+import math
+
+from flask import current_app
+from peewee import fn
+
+from downloads_app import catalogue, lifecycle
+from downloads_app.db import database
+from downloads_app.errors import DownloadNotFound, InvalidTransition, QueueUnavailable, QuotaExceeded
+from downloads_app.models import Download, StorageLedger, new_id, utcnow
+from downloads_app.queue import enqueue_transfer
+
+# ---------------------------------------------------------------- storage ledger
+
+
+def _quota_expression():
+    return fn.COALESCE(StorageLedger.quota_bytes, current_app.config["STORAGE_QUOTA_BYTES"])
+
+
+def storage(user_id):
+    """{quota_bytes, used_bytes, free_bytes} of `user_id`."""
+    ledger = StorageLedger.get_or_none(StorageLedger.user_id == user_id)
+    used = ledger.used_bytes if ledger else 0
+    quota = ledger.quota_bytes if ledger and ledger.quota_bytes is not None else None
+    if quota is None:
+        quota = current_app.config["STORAGE_QUOTA_BYTES"]
+    return {"quota_bytes": quota, "used_bytes": used, "free_bytes": max(quota - used, 0)}
+
+
+def _reserve(user_id, nbytes):
+    """Add `nbytes` to the ledger if they fit in the quota, else QuotaExceeded."""
+    StorageLedger.insert(user_id=user_id, used_bytes=0).on_conflict_ignore().execute()
+    fits = (
+        StorageLedger.update(used_bytes=StorageLedger.used_bytes + nbytes)
+        .where(
+            StorageLedger.user_id == user_id,
+            StorageLedger.used_bytes + nbytes <= _quota_expression(),
+        )
+        .execute()
+    )
+    if not fits:
+        free = storage(user_id)["free_bytes"]
+        raise QuotaExceeded(
+            f"Not enough storage: this download needs {nbytes} bytes and {free} are free.",
+            needed_bytes=str(nbytes),
+            free_bytes=str(free),
+        )
+
+
+def _release(user_id, nbytes):
+    if nbytes:
+        StorageLedger.update(used_bytes=StorageLedger.used_bytes - nbytes).where(
+            StorageLedger.user_id == user_id
+        ).execute()
+
+
+# ---------------------------------------------------------------- transitions
+
+
+def _apply(transition, *conditions, **changes):
+    """Move the download matching `conditions` along `transition`; None if none could.
+
+    Runs inside the caller's transaction when there is one.
+    """
+    with database.atomic():
+        query = (
+            Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
+            .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
+            .returning(Download)
+        )
+        download = next(iter(query.execute()), None)
+        if download is not None:
+            delta = lifecycle.quota_change(transition, download.file_size_bytes)
+            if delta > 0:
+                _reserve(download.user_id, delta)
+            else:
+                _release(download.user_id, -delta)
+        return download
+
+
+def get_download(user_id, download_id):
+    download = Download.get_or_none((Download.id == download_id) & (Download.user_id == user_id))
+    if download is None:
+        raise DownloadNotFound(f"No download {download_id!r}.")
+    return download
+
+
+def _user_transition(user_id, download_id, transition, enqueue=False, **changes):
+    with database.atomic():
+        download = _apply(
+            transition, Download.id == download_id, Download.user_id == user_id, **changes
+        )
+        if download is None:
+            current = get_download(user_id, download_id)
+            raise InvalidTransition(
+                f"Cannot {transition} a download that is {current.status}.",
+                status=current.status,
+            )
+        if enqueue:
+            # Sent inside the transaction: if Redis refuses, nothing changed. The row is
+            # locked until commit, so a worker that picks the message up at once waits
+            # for the commit and then sees it pending.
+            enqueue_transfer(download.id)
+        return download
+
+
+def pause(user_id, download_id):
+    """pending or downloading → paused; the worker stops at its next step."""
+    return _user_transition(user_id, download_id, "pause")
+
+
+def resume(user_id, download_id):
+    """paused → pending, queued again; the transfer continues from its downloaded bytes."""
+    return _user_transition(user_id, download_id, "resume", enqueue=True)
+
+
+def cancel(user_id, download_id):
+    """pending, downloading or paused → cancelled; releases the reservation."""
+    return _user_transition(user_id, download_id, "cancel")
+
+
+def retry(user_id, download_id):
+    """failed or cancelled → pending with fresh attempts; reserves the quota again."""
+    return _user_transition(user_id, download_id, "retry", enqueue=True, attempts=0, error=None)
+
+
+# ---------------------------------------------------------------- user requests
+
+
+def start_download(user_id, content_id, quality):
+    """Reserve quota, record a pending download, then queue its transfer."""
+    content = catalogue.get_content(content_id)
+    size = catalogue.size_of(content, quality)
+    with database.atomic():
+        _reserve(user_id, size)
+        download = Download.create(
+            id=new_id(),
+            user_id=user_id,
+            content=content.id,
+            quality=quality,
+            status=lifecycle.PENDING,
+            file_size_bytes=size,
+        )
+    try:
+        enqueue_transfer(download.id)
+    except QueueUnavailable:
+        # The client is told to try again, so take the record back rather than
+        # leave a pending download that no worker will ever see.
+        _delete_where(Download.id == download.id)
+        raise
+    return download
+
+
+def list_downloads(user_id, status=None, page=1, page_size=20):
+    """(downloads on `page`, pagination dict), newest first, paged in the database."""
+    query = Download.select().where(Download.user_id == user_id)
+    if status:
+        query = query.where(Download.status == status)
+    total = query.count()
+    rows = list(query.order_by(Download.created_at.desc(), Download.id.desc()).paginate(page, page_size))
+    pagination = {
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "pages": math.ceil(total / page_size),
+    }
+    return rows, pagination
+
+
+def _delete_where(*conditions):
+    """Delete matching downloads, release what they reserved; (count, bytes released)."""
+    with database.atomic():
+        deleted = list(
+            Download.delete()
+            .where(*conditions)
+            .returning(Download.user_id, Download.status, Download.file_size_bytes)
+            .tuples()
+            .execute()
+        )
+        released = {}
+        for user_id, status, size in deleted:
+            if status in lifecycle.RESERVING:
+                released[user_id] = released.get(user_id, 0) + size
+        for user_id, nbytes in released.items():
+            _release(user_id, nbytes)
+        return len(deleted), sum(released.values())
+
+
+def delete_download(user_id, download_id):
+    count, _ = _delete_where(Download.id == download_id, Download.user_id == user_id)
+    if not count:
+        raise DownloadNotFound(f"No download {download_id!r}.")
+
+
+def cleanup(user_id):
+    """Delete all of the user's downloads; (count deleted, bytes of quota freed)."""
+    return _delete_where(Download.user_id == user_id)
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def claim(download_id):
+    """pending → downloading for one worker run; None if the download is not pending."""
+    return _apply(
+        "claim",
+        Download.id == download_id,
+        attempts=Download.attempts + 1,
+        claim_token=new_id(),
+        started_at=fn.COALESCE(Download.started_at, utcnow()),
+    )
+
+
+def _owned_by(download):
+    """Conditions that hold while `download`'s claim is the current one."""
+    return (Download.id == download.id, Download.claim_token == download.claim_token)
+
+
+def record_progress(download, downloaded_bytes):
+    """Persist progress of a claimed transfer; False when the worker must stop."""
+    progress = downloaded_bytes * 100 // download.file_size_bytes if download.file_size_bytes else 100
+    written = (
+        Download.update(
+            downloaded_bytes=downloaded_bytes,
+            progress=min(progress, 100),
+            updated_at=utcnow(),
+        )
+        .where(
+            *_owned_by(download),
+            Download.status == lifecycle.DOWNLOADING,
+            Download.downloaded_bytes <= downloaded_bytes,
+        )
+        .execute()
+    )
+    return bool(written)
+
+
+def complete(download):
+    """downloading → completed for the current claim; None if the download moved on."""
+    return _apply(
+        "complete",
+        *_owned_by(download),
+        downloaded_bytes=download.file_size_bytes,
+        progress=100,
+        completed_at=utcnow(),
+        error=None,
+        claim_token=None,
+    )
+
+
+def record_failure(download, error):
+    """After a failed run: back to pending for a retry, or failed when attempts are spent.
+
+    Returns the resulting download, or None if it had already moved on (paused,
+    cancelled, deleted, claimed again).
+    """
+    spent = download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]
+    if spent:
+        error = f"Gave up after {download.attempts} attempts: {error}"
+    return _apply("fail" if spent else "requeue", *_owned_by(download), error=error)

@@ -1,0 +1,225 @@
+"""Fixtures: a real Redis, SQLite and PostgreSQL databases, the app, tokens and a real worker."""
+import os
+import secrets
+import time
+from contextlib import closing
+from urllib.parse import urlparse
+
+import psycopg2
+import pytest
+
+from downloads_app.embedded_redis import ensure_redis
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+# Redis database numbers of the shared server reserved for the tests.
+REDIS_DB_IN_PROCESS = 15
+REDIS_DB_PROCESSES = 14
+
+_redis_base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+_embedded_redis = ensure_redis(_redis_base, os.path.join(os.getcwd(), "var", "test-redis"))
+REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_IN_PROCESS}"
+PROCESS_REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_PROCESSES}"
+
+# `actors` builds its app and broker from the environment when first imported.
+os.environ.update(
+    REDIS_URL=REDIS_URL,
+    JWT_SECRET=TEST_JWT_SECRET,
+    DATABASE_URL="sqlite:///:memory:",
+    DOWNLOAD_RETRY_MIN_BACKOFF_MS="50",
+    DOWNLOAD_RETRY_MAX_BACKOFF_MS="200",
+    DOWNLOAD_MAX_ATTEMPTS="3",
+)
+
+import actors  # noqa: E402
+from downloads_app import create_app, schema_migrations  # noqa: E402
+from downloads_app.auth import issue_token  # noqa: E402
+from downloads_app.db import database  # noqa: E402
+from downloads_app.models import MODELS, Content  # noqa: E402
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _embedded_redis is not None:
+        _embedded_redis.terminate()
+        _embedded_redis.wait(timeout=10)
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- databases
+
+
+def _postgres_admin():
+    connection = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3)
+    connection.autocommit = True
+    return connection
+
+
+def _postgres_available():
+    try:
+        _postgres_admin().close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+class PostgresDatabases:
+    """Creates throwaway databases on the PostgreSQL server and drops them at the end."""
+
+    def __init__(self):
+        self.names = []
+
+    def create(self):
+        name = f"downloads_test_{secrets.token_hex(6)}"
+        with closing(_postgres_admin()) as admin, admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return urlparse(POSTGRES_ADMIN_URL)._replace(path=f"/{name}").geturl()
+
+    def drop_all(self):
+        with closing(_postgres_admin()) as admin, admin.cursor() as cursor:
+            for name in self.names:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_databases():
+    if not _postgres_available():
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message + " and REQUIRE_POSTGRES=1")
+        pytest.skip(message + " (set TEST_POSTGRES_URL; CI sets REQUIRE_POSTGRES=1)")
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases):
+    """One migrated PostgreSQL database for the session; tables are emptied per test."""
+    url = postgres_databases.create()
+    app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
+    with app.app_context():
+        schema_migrations.upgrade()
+    database.close_all()
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A migrated, empty database: a fresh SQLite file, or the emptied PostgreSQL one."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'downloads.sqlite3'}"
+        app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
+        with app.app_context():
+            schema_migrations.upgrade()
+        return url
+    url = request.getfixturevalue("postgres_url")
+    app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
+    with app.app_context(), database.connection_context():
+        tables = ", ".join(f'"{model._meta.table_name}"' for model in MODELS)
+        database.execute_sql(f"TRUNCATE {tables} CASCADE")
+    return url
+
+
+# ---------------------------------------------------------------- app
+
+
+@pytest.fixture
+def redis_client():
+    client = actors.broker.client
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def app(database_url, redis_client):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "DOWNLOAD_SIMULATED_SECONDS": 0.3,
+            "DOWNLOAD_MAX_ATTEMPTS": 3,
+            "STORAGE_QUOTA_BYTES": 10_000_000_000,
+        }
+    )
+    yield app
+    app.extensions["broker"].client.close()
+    if hasattr(database.obj, "close_all"):
+        database.close_all()
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def token(app):
+    """token(user_id, admin=False, ttl_seconds=None) -> signed JWT."""
+
+    def make(user_id="alice", admin=False, ttl_seconds=None):
+        with app.app_context():
+            return issue_token(user_id, admin=admin, ttl_seconds=ttl_seconds)
+
+    return make
+
+
+@pytest.fixture
+def auth(token):
+    """auth(user_id="alice", admin=False) -> request headers with a bearer token."""
+
+    def make(user_id="alice", admin=False):
+        return {"Authorization": f"Bearer {token(user_id, admin)}"}
+
+    return make
+
+
+# duration 1000 s: 720p (3333 kbps) is 416,625,000 bytes
+MOVIE = {"id": "movie", "title": "A Movie", "duration_seconds": 1000, "qualities": ["480p", "720p", "1080p"]}
+
+
+@pytest.fixture
+def movie(app):
+    with app.app_context():
+        Content.create(
+            id=MOVIE["id"], title=MOVIE["title"], duration_seconds=MOVIE["duration_seconds"],
+            qualities=",".join(MOVIE["qualities"]),
+        )
+    return MOVIE
+
+
+# ---------------------------------------------------------------- worker
+
+
+@pytest.fixture
+def worker(app, monkeypatch):
+    """A real Dramatiq worker, two threads, consuming the test Redis in this process."""
+    import dramatiq
+
+    monkeypatch.setattr(actors.app_context, "app", app)
+    worker = dramatiq.Worker(actors.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
