@@ -39,8 +39,11 @@ def demo_seed():
         if Content.get_or_none(Content.id == content_id) is None:
             catalogue.create_content(content_id, title, duration, qualities)
             added += 1
-    click.echo(f"Catalogue: {added} titles added, {len(DEMO_TITLES) - added} already there.", err=True)
-    click.echo(f"Token for {DEMO_USER!r}:", err=True)
+    click.echo(
+        f"Catalogue: {added} titles added, {len(DEMO_TITLES) - added} already there. "
+        f"A token for {DEMO_USER!r} follows on standard output.",
+        err=True,
+    )
     click.echo(issue_token(DEMO_USER))
 
 

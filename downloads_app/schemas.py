@@ -39,7 +39,12 @@ class StartDownloadSchema(StrictSchema):
     quality = fields.String(required=True, validate=validate.Length(min=1, max=16))
 
 
-class DownloadQueryArgsSchema(StrictSchema):
+class DownloadQueryArgsSchema(ma.Schema):
+    """Unknown query parameters (cache busters and the like) are ignored."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))

@@ -1,6 +1,7 @@
 """Fixtures: a real Redis, SQLite and PostgreSQL databases, the app, tokens and a real worker."""
 import os
 import secrets
+import socket
 import time
 from contextlib import closing
 from urllib.parse import urlparse
@@ -10,7 +11,7 @@ import pytest
 
 from downloads_app.embedded_redis import ensure_redis
 
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
+TEST_JWT_SECRET = "test-secret-" + "x" * 60
 # Redis database numbers of the shared server reserved for the tests.
 REDIS_DB_IN_PROCESS = 15
 REDIS_DB_PROCESSES = 14
@@ -56,6 +57,17 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def free_port():
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_tcp_port():
+    return free_port()
 
 
 # ---------------------------------------------------------------- databases

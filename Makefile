@@ -1,0 +1,30 @@
+# `make run` sets up and starts the whole service; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+PYTEST_ARGS ?=
+
+.PHONY: install run test clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per extra, redone when the dependencies change.
+$(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --editable '.[$*]'
+	touch $@
+
+install: $(VENV)/.installed-embedded
+
+run: $(VENV)/.installed-embedded
+	$(FLASK) db upgrade
+	$(FLASK) demo seed > /dev/null
+	$(PY) -m downloads_app.devserver
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,57 @@
+"""The catalogue routes: users read it, admins change it."""
+
+
+def test_users_list_titles_with_qualities_and_sizes(client, auth, movie):
+    body = client.get("/api/contents", headers=auth()).json
+    assert body["success"] is True
+    assert body["contents"] == [
+        {
+            "id": "movie", "title": "A Movie", "duration_seconds": 1000,
+            "qualities": ["480p", "720p", "1080p"],
+            "sizes": {"480p": "194500000", "720p": "416625000", "1080p": "833375000"},
+        }
+    ]
+    assert client.get("/api/contents/movie", headers=auth()).json["content"]["title"] == "A Movie"
+
+
+def test_admin_creates_updates_and_deletes_titles(client, auth):
+    admin = auth("root", admin=True)
+    created = client.post(
+        "/api/contents",
+        json={"id": "doc-1", "title": "Doc", "duration_seconds": 3600, "qualities": ["2160p", "360p"]},
+        headers=admin,
+    )
+    assert created.status_code == 201
+    # qualities are kept lowest first; 2160p for an hour is ~7 GB
+    assert created.json["content"]["qualities"] == ["360p", "2160p"]
+    assert created.json["content"]["sizes"]["2160p"] == str(3600 * 15556 * 125)
+    duplicate = client.post(
+        "/api/contents", json={"id": "doc-1", "title": "x", "duration_seconds": 1, "qualities": ["360p"]}, headers=admin
+    )
+    assert duplicate.status_code == 409
+    patched = client.patch("/api/contents/doc-1", json={"title": "Documentary"}, headers=admin)
+    assert patched.status_code == 200 and patched.json["content"]["title"] == "Documentary"
+    assert client.delete("/api/contents/doc-1", headers=admin).json == {"success": True, "message": "Title removed"}
+    assert client.get("/api/contents/doc-1", headers=admin).status_code == 404
+
+
+def test_unknown_quality_is_refused_on_create(client, auth):
+    response = client.post(
+        "/api/contents",
+        json={"id": "x", "title": "X", "duration_seconds": 60, "qualities": ["8k"]},
+        headers=auth("root", admin=True),
+    )
+    assert response.status_code == 422 and "8k" in response.json["message"]
+
+
+def test_a_title_with_downloads_cannot_be_removed(client, auth, movie):
+    client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth())
+    response = client.delete("/api/contents/movie", headers=auth("root", admin=True))
+    assert response.status_code == 409 and response.json["success"] is False
+
+
+def test_changes_need_an_admin_token(client, auth, movie):
+    user = auth()
+    assert client.post("/api/contents", json={}, headers=user).status_code == 403
+    assert client.patch("/api/contents/movie", json={"title": "Y"}, headers=user).status_code == 403
+    assert client.delete("/api/contents/movie", headers=user).status_code == 403

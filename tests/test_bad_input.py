@@ -1,0 +1,91 @@
+"""Malformed requests get a 4xx JSON error and change nothing that is stored."""
+import pytest
+
+from downloads_app.models import Download
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "content_id"),
+        ({"content_id": "movie"}, "quality"),
+        ({"quality": "720p"}, "content_id"),
+        ({"content_id": 5, "quality": "720p"}, "content_id"),
+        ({"content_id": "movie", "quality": ["720p"]}, "quality"),
+        ({"content_id": "movie", "quality": "720p", "extra": 1}, "extra"),
+        ({"content_id": "", "quality": "720p"}, "content_id"),
+        ({"content_id": "m" * 65, "quality": "720p"}, "content_id"),
+    ],
+)
+def test_invalid_start_bodies_get_422_naming_the_field(client, auth, movie, body, field):
+    response = client.post("/api/downloads/start", json=body, headers=auth())
+    assert response.status_code == 422
+    assert response.json["success"] is False
+    assert field in response.json["errors"]["json"]
+    assert field in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "data, content_type",
+    [("{not json", "application/json"), ("", "application/json"), ("[1, 2]", "application/json"), ("null", "application/json")],
+)
+def test_malformed_json_gets_a_json_4xx(client, auth, movie, data, content_type):
+    response = client.post("/api/downloads/start", data=data, content_type=content_type, headers=auth())
+    assert 400 <= response.status_code < 500
+    assert response.is_json and response.json["success"] is False
+
+
+def test_unknown_content_and_quality(client, auth, movie):
+    unknown = client.post("/api/downloads/start", json={"content_id": "nope", "quality": "720p"}, headers=auth())
+    assert unknown.status_code == 404 and "nope" in unknown.json["message"]
+    quality = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "4320p"}, headers=auth())
+    assert quality.status_code == 422
+    assert quality.json["message"] == "'A Movie' is offered in 480p, 720p, 1080p, not '4320p'."
+
+
+@pytest.mark.parametrize(
+    "query", ["status=bogus", "page=0", "page=x", "page_size=101", "page_size=0", "page=-1"]
+)
+def test_invalid_list_queries_get_422(client, auth, query):
+    response = client.get(f"/api/downloads?{query}", headers=auth())
+    assert response.status_code == 422 and response.json["success"] is False
+
+
+def test_unknown_query_parameters_are_ignored(client, auth):
+    assert client.get("/api/downloads?_=1700000000", headers=auth()).status_code == 200
+
+
+def test_oversized_body_gets_413(client, auth, movie):
+    response = client.post(
+        "/api/downloads/start", json={"content_id": "movie", "quality": "x" * 20_000}, headers=auth()
+    )
+    assert response.status_code == 413
+    assert response.json == {"success": False, "message": "The request body is too large."}
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("get", "/api/downloads/unknown-id"), ("post", "/api/downloads/unknown-id/resume"),
+     ("get", "/api/nowhere"), ("get", "/api/downloads/unknown-id/progress")],
+)
+def test_unknown_ids_and_paths_get_404_json(client, auth, method, path):
+    response = getattr(client, method)(path, headers=auth())
+    assert response.status_code == 404 and response.is_json and response.json["success"] is False
+
+
+def test_wrong_method_gets_405_json(client, auth):
+    response = client.get("/api/downloads/start", headers=auth())
+    assert response.status_code in (404, 405) and response.is_json
+    response = client.put("/api/downloads", headers=auth())
+    assert response.status_code == 405 and response.json["success"] is False
+
+
+def test_bad_requests_leave_stored_downloads_untouched(app, client, auth, movie):
+    good = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth())
+    before = client.get("/api/storage", headers=auth()).json
+    for body in ({}, {"content_id": "movie", "quality": "9p"}, {"content_id": "movie"}):
+        client.post("/api/downloads/start", json=body, headers=auth())
+    client.post("/api/downloads/start", data="{", content_type="application/json", headers=auth())
+    with app.app_context():
+        assert [d.id for d in Download.select()] == [good.json["download"]["id"]]
+    assert client.get("/api/storage", headers=auth()).json == before

@@ -1,0 +1,118 @@
+"""The transfer actor on a real Redis broker with a real two-thread Dramatiq worker."""
+import pytest
+
+from conftest import wait_until
+from downloads_app import transfer
+from downloads_app.models import Download, StorageLedger
+
+
+@pytest.fixture
+def start(client, auth, movie):
+    def start(quality="480p"):
+        response = client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth())
+        return response.json["download"]["id"]
+
+    return start
+
+
+def record(app, download_id):
+    with app.app_context():
+        return Download.get_or_none(Download.id == download_id)
+
+
+def watch(app, download_id, until, timeout=10.0):
+    """Sample the record until `until(record)`; return every (status, progress, bytes) seen."""
+    seen = []
+
+    def sample():
+        row = record(app, download_id)
+        state = (row.status, row.progress, row.downloaded_bytes) if row else None
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return row is not None and until(row)
+
+    wait_until(sample, timeout=timeout, interval=0.005, message=f"download {download_id}")
+    return seen
+
+
+def test_a_download_goes_pending_downloading_completed_with_rising_progress(app, worker, start):
+    download_id = start()
+    seen = watch(app, download_id, lambda row: row.status == "completed")
+    statuses = [status for status, _, _ in seen]
+    assert statuses[0] == "pending" and statuses[-1] == "completed"
+    assert "downloading" in statuses
+    progresses = [progress for _, progress, _ in seen]
+    assert progresses == sorted(progresses)
+    assert any(0 < progress < 100 for progress in progresses)
+    done = record(app, download_id)
+    assert done.downloaded_bytes == done.file_size_bytes and done.progress == 100
+    assert done.attempts == 1 and done.completed_at >= done.started_at and done.error is None
+
+
+def test_two_threads_run_two_transfers_at_once(app, worker, start):
+    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 1.0
+    ids = [start() for _ in range(3)]
+
+    def downloading():
+        with app.app_context():
+            return Download.select().where(Download.status == "downloading").count()
+
+    assert wait_until(lambda: downloading() == 2, message="two transfers running")
+    assert downloading() <= 2
+    wait_until(lambda: all(record(app, i).status == "completed" for i in ids), message="all completed")
+
+
+def test_pause_keeps_bytes_and_resume_continues_from_them(app, client, auth, worker, start):
+    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 1.0
+    download_id = start()
+    watch(app, download_id, lambda row: row.progress >= 20)
+    assert client.post(f"/api/downloads/{download_id}/pause", headers=auth()).status_code == 200
+    paused = record(app, download_id)
+    assert paused.status == "paused" and 0 < paused.downloaded_bytes < paused.file_size_bytes
+    client.post(f"/api/downloads/{download_id}/resume", headers=auth())
+    seen = watch(app, download_id, lambda row: row.status == "completed")
+    assert all(nbytes >= paused.downloaded_bytes for _, _, nbytes in seen)
+    assert record(app, download_id).attempts == 2
+
+
+def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth, worker, start):
+    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 0.5
+    download_id = start()
+    watch(app, download_id, lambda row: row.status == "downloading")
+    assert client.delete(f"/api/downloads/{download_id}", headers=auth()).status_code == 200
+    other = start()
+    watch(app, other, lambda row: row.status == "completed")
+    assert record(app, download_id) is None
+    with app.app_context():
+        assert StorageLedger.get(StorageLedger.user_id == "alice").used_bytes == record(app, other).file_size_bytes
+
+
+def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypatch):
+    failures = []
+
+    def flaky(download, report):
+        if not failures:
+            report(download.file_size_bytes // 2)
+            failures.append(download.attempts)
+            raise ConnectionError("origin reset the connection")
+        assert download.downloaded_bytes == download.file_size_bytes // 2  # resumes from the offset
+        return transfer.simulated_transfer(download, report)
+
+    monkeypatch.setitem(transfer.TRANSPORTS, "simulated", flaky)
+    download_id = start()
+    watch(app, download_id, lambda row: row.status == "completed")
+    done = record(app, download_id)
+    assert failures == [1] and done.attempts == 2 and done.error is None
+
+
+def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, auth, worker, start, monkeypatch):
+    def broken(download, report):
+        raise TimeoutError("origin did not answer")
+
+    monkeypatch.setitem(transfer.TRANSPORTS, "simulated", broken)
+    download_id = start()
+    watch(app, download_id, lambda row: row.status == "failed")
+    failed = record(app, download_id)
+    assert failed.attempts == 3
+    assert failed.error == "Gave up after 3 attempts: TimeoutError: origin did not answer"
+    assert client.get("/api/storage", headers=auth()).json["used_bytes"] == "0"
