@@ -1,14 +1,15 @@
-"""Flask CLI commands: `db upgrade`, `demo seed`, `auth token`."""
+"""Flask CLI commands: `db upgrade`, `demo seed`, `auth token`, `downloads reconcile`."""
 import click
 from flask.cli import AppGroup
 
-from downloads_app import catalogue, schema_migrations
+from downloads_app import catalogue, reconciler, schema_migrations
 from downloads_app.auth import issue_token
 from downloads_app.models import Content
 
 db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demo data.")
 auth_cli = AppGroup("auth", help="Tokens.")
+downloads_cli = AppGroup("downloads", help="Download maintenance.")
 
 DEMO_USER = "demo-user"
 
@@ -56,6 +57,19 @@ def auth_token(user_id, admin, ttl):
     click.echo(issue_token(user_id, admin=admin, ttl_seconds=ttl))
 
 
+@downloads_cli.command("reconcile")
+def downloads_reconcile():
+    """Run one pass of the reconciler the workers run on their own.
+
+    Stalled downloads (no report for DOWNLOAD_STALL_SECONDS) go back to pending and are
+    queued again, or become failed once DOWNLOAD_MAX_ATTEMPTS are spent; pending downloads
+    whose message was lost are queued again.
+    """
+    result = reconciler.sweep()
+    for kind, ids in result.items():
+        click.echo(f"{kind}: {len(ids)}" + (f" ({', '.join(ids)})" if ids else ""))
+
+
 def init_app(app):
-    for group in (db_cli, demo_cli, auth_cli):
+    for group in (db_cli, demo_cli, auth_cli, downloads_cli):
         app.cli.add_command(group)

@@ -35,6 +35,8 @@ SETTINGS = {
     "DOWNLOAD_RETRY_MIN_BACKOFF_MS": (int, 1_000),
     "DOWNLOAD_RETRY_MAX_BACKOFF_MS": (int, 60_000),
     "DOWNLOAD_TIME_LIMIT_SECONDS": (int, 3_600),
+    "DOWNLOAD_STALL_SECONDS": (float, 30.0),
+    "DOWNLOAD_RECONCILE_SECONDS": (float, 5.0),
     "DOWNLOADS_QUEUE": (str, "downloads"),
 }
 

@@ -59,7 +59,8 @@ class Download(BaseModel):
     file_size_bytes = BigIntegerField()
     downloaded_bytes = BigIntegerField(default=0)
     attempts = IntegerField(default=0)
-    error = TextField(null=True)
+    error = TextField(null=True)  # why the download failed; set only while failed
+    last_error = TextField(null=True)  # the latest failed attempt's error, kept for operators
     # Set by each claim of the transfer; a worker whose token no longer matches
     # (the download was paused, resumed and claimed again) stops writing.
     claim_token = CharField(max_length=32, null=True)

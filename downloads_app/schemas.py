@@ -79,7 +79,10 @@ class DownloadSchema(ma.Schema):
     file_size_bytes = ByteCount()
     downloaded_bytes = ByteCount()
     attempts = fields.Integer()
-    error = fields.String(allow_none=True)
+    error = fields.String(allow_none=True, metadata={"description": "Why the download failed (only when failed)"})
+    last_error = fields.String(
+        allow_none=True, metadata={"description": "Error of the latest failed attempt, even if a retry then succeeded"}
+    )
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
     started_at = UtcDateTime(allow_none=True)

@@ -6,6 +6,7 @@ neither lose nor resurrect a download, and the ledger always equals the sum of t
 reserving downloads.
 """
 import math
+from datetime import timedelta
 
 from flask import current_app
 from peewee import fn
@@ -63,25 +64,31 @@ def _release(user_id, nbytes):
 # ---------------------------------------------------------------- transitions
 
 
-def _apply(transition, *conditions, **changes):
-    """Move the download matching `conditions` along `transition`; None if none could.
+def _apply_all(transition, *conditions, **changes):
+    """Move every download matching `conditions` along `transition`; return those moved.
 
     Runs inside the caller's transaction when there is one.
     """
     with database.atomic():
-        query = (
+        moved = list(
             Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
             .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
             .returning(Download)
+            .execute()
         )
-        download = next(iter(query.execute()), None)
-        if download is not None:
+        for download in moved:
             delta = lifecycle.quota_change(transition, download.file_size_bytes)
             if delta > 0:
                 _reserve(download.user_id, delta)
             else:
                 _release(download.user_id, -delta)
-        return download
+        return moved
+
+
+def _apply(transition, *conditions, **changes):
+    """Like `_apply_all` for one download: the download moved, or None."""
+    moved = _apply_all(transition, *conditions, **changes)
+    return moved[0] if moved else None
 
 
 def get_download(user_id, download_id):
@@ -249,7 +256,6 @@ def complete(download):
         downloaded_bytes=download.file_size_bytes,
         progress=100,
         completed_at=utcnow(),
-        error=None,
         claim_token=None,
     )
 
@@ -260,7 +266,56 @@ def record_failure(download, error):
     Returns the resulting download, or None if it had already moved on (paused,
     cancelled, deleted, claimed again).
     """
-    spent = download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]
-    if spent:
-        error = f"Gave up after {download.attempts} attempts: {error}"
-    return _apply("fail" if spent else "requeue", *_owned_by(download), error=error)
+    if download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]:
+        return _apply(
+            "fail", *_owned_by(download), claim_token=None, last_error=error,
+            error=f"Gave up after {download.attempts} attempts: {error}",
+        )
+    return _apply("requeue", *_owned_by(download), claim_token=None, last_error=error)
+
+
+def release(download):
+    """downloading → pending for a run that stops early (worker shutdown); None if moved on."""
+    return _apply("requeue", *_owned_by(download), claim_token=None)
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+STALLED_ERROR = "the worker stopped reporting (crashed or killed)"
+
+
+def recover_stalled(stall_seconds):
+    """Downloads whose worker went silent: back to pending, or failed when attempts are spent.
+
+    Returns (ids put back to pending, ids failed). Safe to run from several processes at
+    once: each row moves for exactly one of them.
+    """
+    cutoff = utcnow() - timedelta(seconds=stall_seconds)
+    max_attempts = current_app.config["DOWNLOAD_MAX_ATTEMPTS"]
+    silent = (Download.updated_at < cutoff,)
+    with database.atomic():
+        failed = _apply_all(
+            "fail", *silent, Download.attempts >= max_attempts, claim_token=None,
+            last_error=STALLED_ERROR, error=f"Gave up after {max_attempts} attempts: {STALLED_ERROR}",
+        )
+        requeued = _apply_all(
+            "requeue", *silent, Download.attempts < max_attempts, claim_token=None, last_error=STALLED_ERROR
+        )
+    return [d.id for d in requeued], [d.id for d in failed]
+
+
+def touch_orphans(orphan_seconds):
+    """Ids of pending downloads untouched for `orphan_seconds`, touched so one sweeper takes each.
+
+    Such a download's message never reached Redis, or Redis lost it: it must be queued again.
+    """
+    cutoff = utcnow() - timedelta(seconds=orphan_seconds)
+    touched = (
+        Download.update(updated_at=utcnow())
+        .where(Download.status == lifecycle.PENDING, Download.updated_at < cutoff)
+        .returning(Download.id)
+        .tuples()
+        .execute()
+    )
+    return [download_id for (download_id,) in touched]

@@ -1,18 +1,37 @@
 """One run of a download's transfer: claim it, move the bytes, record the outcome."""
 import logging
+import threading
 import time
 
 from flask import current_app
 
 from downloads_app import lifecycle, service
+from downloads_app.errors import QueueUnavailable
+from downloads_app.queue import enqueue_transfer
 
 log = logging.getLogger("downloads_app.worker")
 
 SIMULATED_STEPS = 10
+# A running transfer writes at least this often, so the reconciler can tell it from a dead one.
+HEARTBEAT_SECONDS = 1.0
+
+# Set while this worker process shuts down: running transfers stop at their next step.
+worker_stopping = threading.Event()
 
 
 class TransferFailed(Exception):
     """A run failed and the download went back to pending: let the queue retry it."""
+
+
+def _wait(seconds, heartbeat):
+    """Sleep `seconds`, calling `heartbeat()` every HEARTBEAT_SECONDS; False as soon as it is."""
+    deadline = time.monotonic() + seconds
+    while deadline - time.monotonic() > HEARTBEAT_SECONDS:
+        time.sleep(HEARTBEAT_SECONDS)
+        if not heartbeat():
+            return False
+    time.sleep(max(deadline - time.monotonic(), 0))
+    return True
 
 
 def simulated_transfer(download, report):
@@ -23,15 +42,29 @@ def simulated_transfer(download, report):
     """
     size = download.file_size_bytes
     step_seconds = current_app.config["DOWNLOAD_SIMULATED_SECONDS"] / SIMULATED_STEPS
-    first_step = download.downloaded_bytes * SIMULATED_STEPS // size + 1 if size else SIMULATED_STEPS
+    done = download.downloaded_bytes
+    first_step = done * SIMULATED_STEPS // size + 1 if size else SIMULATED_STEPS
     for step in range(first_step, SIMULATED_STEPS + 1):
-        time.sleep(step_seconds)
-        if not report(size * step // SIMULATED_STEPS):
+        if not _wait(step_seconds, lambda: report(done)):
+            return False
+        done = size * step // SIMULATED_STEPS
+        if not report(done):
             return False
     return True
 
 
 TRANSPORTS = {"simulated": simulated_transfer}
+
+
+def _hand_back(download):
+    """The worker is stopping: put the download back in the queue for another worker."""
+    if service.release(download) is None:
+        return
+    try:
+        enqueue_transfer(download.id)
+        log.info("[Download Worker] Requeued %s at shutdown, from byte %d", download.id, download.downloaded_bytes)
+    except QueueUnavailable:
+        log.warning("[Download Worker] %s left pending at shutdown; the reconciler will queue it", download.id)
 
 
 def run(download_id):
@@ -45,8 +78,15 @@ def run(download_id):
     log.info("[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
              download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
     transport = TRANSPORTS[current_app.config["DOWNLOAD_TRANSPORT"]]
+
+    def report(nbytes):
+        if not service.record_progress(download, nbytes):
+            return False
+        download.downloaded_bytes = nbytes
+        return not worker_stopping.is_set()
+
     try:
-        finished = transport(download, lambda nbytes: service.record_progress(download, nbytes))
+        finished = transport(download, report)
     except Exception as exc:
         outcome = service.record_failure(download, f"{type(exc).__name__}: {exc}")
         status = outcome.status if outcome else "moved on"
@@ -56,5 +96,7 @@ def run(download_id):
         return
     if finished and service.complete(download) is not None:
         log.info("[Download Worker] Job completed: %s", download.id)
+    elif worker_stopping.is_set():
+        _hand_back(download)
     else:
         log.info("[Download Worker] Stopped %s: it was paused, cancelled or deleted", download.id)

@@ -230,7 +230,7 @@ def worker(app, monkeypatch):
     """A real Dramatiq worker, two threads, consuming the test Redis in this process."""
     import dramatiq
 
-    monkeypatch.setattr(actors.app_context, "app", app)
+    monkeypatch.setattr(actors.worker_hooks, "app", app)
     worker = dramatiq.Worker(actors.broker, worker_threads=2, worker_timeout=100)
     worker.start()
     yield worker

@@ -1,82 +1,21 @@
 """End to end: gunicorn and `dramatiq actors` as processes, spoken to over HTTP."""
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+import redis
 import requests
 
-from conftest import PROCESS_REDIS_URL, TEST_JWT_SECRET, free_port, wait_until
-from downloads_app.embedded_redis import redis_answers
+from conftest import PROCESS_REDIS_URL, wait_until
+from processes import Service
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
-
-
-class Service:
-    """The API (gunicorn, gevent) and the worker, started as they are in production."""
-
-    def __init__(self, database_url, log_dir):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": PROCESS_REDIS_URL,
-            "JWT_SECRET": TEST_JWT_SECRET,
-            "DOWNLOAD_SIMULATED_SECONDS": "1",
-            "WEB_CONCURRENCY": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_dir = log_dir
-        self.processes = {}
-
-    def start(self):
-        commands = {
-            "api": [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"],
-            "worker": [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
-        }
-        for name, command in commands.items():
-            log = open(self.log_dir / f"{name}.log", "wb")
-            self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-        wait_until(self._ready, timeout=30, interval=0.1, message="gunicorn /readyz")
-
-    def _ready(self):
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise AssertionError(f"{name} exited early:\n{self.log(name)}")
-        try:
-            return requests.get(f"{self.base}/readyz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def log(self, name):
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
-
-    def stop(self):
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture
 def service(database_url, movie, tmp_path):
-    assert redis_answers(PROCESS_REDIS_URL)
-    import redis
-
     with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
         client.flushdb()
-    service = Service(database_url, tmp_path)
-    service.start()
+    service = Service(database_url, PROCESS_REDIS_URL, tmp_path).start()
     yield service
     service.stop()
 
@@ -126,7 +65,7 @@ def test_start_watch_complete_list_delete_cleanup_over_http(service, token):
     assert (cleanup["deleted_count"], cleanup["freed_bytes"]) == (1, second["file_size_bytes"])
     assert http.get(f"{api}/storage", timeout=5).json()["used_bytes"] == "0"
 
-    worker_log = service.log("worker")
+    worker_log = service.worker_logs()
     assert f"[Download Worker] Processing download job: {download['id']}" in worker_log
     assert f"[Download Worker] Job completed: {download['id']}" in worker_log
 

@@ -103,6 +103,7 @@ def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypa
     watch(app, download_id, lambda row: row.status == "completed")
     done = record(app, download_id)
     assert failures == [1] and done.attempts == 2 and done.error is None
+    assert done.last_error == "ConnectionError: origin reset the connection"
 
 
 def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, auth, worker, start, monkeypatch):

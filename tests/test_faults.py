@@ -1,0 +1,177 @@
+"""Crashes and outages with real processes: a killed or stopped worker, Redis and PostgreSQL restarts."""
+import time
+
+import pytest
+import redis
+import requests
+
+from conftest import PROCESS_REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET, wait_until
+from downloads_app import create_app, schema_migrations
+from downloads_app.auth import issue_token
+from downloads_app.db import database
+from downloads_app.models import Content
+from processes import OwnPostgres, OwnRedis, Service, postgres_bin
+
+pytestmark = pytest.mark.faults
+
+STALL_SECONDS = 3
+FAST_RECOVERY = {
+    "DOWNLOAD_SIMULATED_SECONDS": 4,
+    "DOWNLOAD_STALL_SECONDS": STALL_SECONDS,
+    "DOWNLOAD_RECONCILE_SECONDS": 0.5,
+    "DOWNLOAD_RETRY_MIN_BACKOFF_MS": 100,
+    "DOWNLOAD_RETRY_MAX_BACKOFF_MS": 500,
+    "DOWNLOAD_MAX_ATTEMPTS": 5,
+    "REDIS_TIMEOUT_SECONDS": 1,
+}
+
+
+class Client:
+    def __init__(self, service, token):
+        self.api = f"{service.base}/api"
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def start(self, quality="480p"):
+        response = self.http.post(f"{self.api}/downloads/start", json={"content_id": "movie", "quality": quality}, timeout=10)
+        assert response.status_code == 202, response.text
+        return response.json()["download"]["id"]
+
+    def downloads(self):
+        return {d["id"]: d for d in self.http.get(f"{self.api}/downloads", timeout=10).json()["downloads"]}
+
+    def wait_all(self, ids, status, timeout):
+        def reached():
+            try:
+                current = self.downloads()
+            except (requests.RequestException, ValueError, KeyError):
+                return False  # the API may still answer 503 while a dependency comes back
+            return all(current[i]["status"] == status for i in ids) and current
+
+        return wait_until(reached, timeout=timeout, interval=0.1, message=f"all {status}")
+
+
+@pytest.fixture
+def service(database_url, movie, tmp_path):
+    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
+        client.flushdb()
+    service = Service(database_url, PROCESS_REDIS_URL, tmp_path, **FAST_RECOVERY).start()
+    yield service
+    service.stop()
+
+
+def completions(log, download_id):
+    return log.count(f"[Download Worker] Job completed: {download_id}")
+
+
+def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(service, token):
+    client = Client(service, token("alice"))
+    ids = [client.start() for _ in range(4)]
+
+    def two_under_way():
+        running = [d for d in client.downloads().values() if d["status"] == "downloading" and d["progress"] >= 20]
+        return running if len(running) == 2 else None
+
+    in_flight = wait_until(two_under_way, timeout=15, interval=0.05, message="two transfers under way")
+    service.kill_worker()
+    killed_at = time.monotonic()
+    service.worker.wait(timeout=10)
+    at_kill = {d["id"]: int(d["downloaded_bytes"]) for d in in_flight}
+    service.start_worker()
+    final = client.wait_all(ids, "completed", timeout=STALL_SECONDS + 25)
+    recovery_seconds = time.monotonic() - killed_at
+
+    logs = service.worker_logs()
+    assert len(final) == 4
+    for download_id in ids:
+        assert completions(logs, download_id) == 1, download_id
+        assert final[download_id]["downloaded_bytes"] == final[download_id]["file_size_bytes"]
+    new_worker = service.log("worker-2")
+    for download_id, nbytes in at_kill.items():
+        resumed_from = int(new_worker.split(f"Download {download_id} started (attempt 2, from byte ")[1].split(" ")[0])
+        assert resumed_from >= nbytes > 0
+        assert final[download_id]["attempts"] == 2
+    print(f"\nSIGKILL with {len(at_kill)} transfers running and {len(ids) - len(at_kill)} queued: "
+          f"all {len(ids)} completed once, {recovery_seconds:.1f}s from kill to the last completion")
+    assert recovery_seconds < STALL_SECONDS + 4 + 8  # stall detection, then at most one 4 s transfer
+
+
+def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(service, token):
+    client = Client(service, token("alice"))
+    ids = [client.start() for _ in range(2)]
+    wait_until(
+        lambda: all(d["status"] == "downloading" and d["progress"] >= 20 for d in client.downloads().values()),
+        timeout=15, interval=0.05, message="both transfers under way",
+    )
+    service.terminate_worker()
+    assert service.worker.wait(timeout=15) == 0
+    stopped = client.downloads()
+    assert {d["status"] for d in stopped.values()} == {"pending"}  # none left downloading
+    assert all(int(d["downloaded_bytes"]) > 0 for d in stopped.values())
+    assert service.log("worker-1").count("at shutdown, from byte") == 2
+    service.start_worker()
+    client.wait_all(ids, "completed", timeout=15)
+    for download_id in ids:
+        assert f"Download {download_id} started (attempt 2, from byte {stopped[download_id]['downloaded_bytes']} " \
+            in service.log("worker-2")
+
+
+def test_redis_restart_that_lost_every_message_loses_no_accepted_download(database_url, movie, token, tmp_path):
+    own_redis = OwnRedis(tmp_path / "redis").start()
+    service = Service(database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
+    try:
+        client = Client(service, token("alice"))
+        ids = [client.start() for _ in range(4)]
+        wait_until(lambda: any(d["progress"] >= 20 for d in client.downloads().values()), timeout=15, interval=0.05)
+        own_redis.stop()
+        refused = client.http.post(f"{client.api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, timeout=10)
+        assert refused.status_code == 503 and refused.json()["success"] is False
+        assert set(client.downloads()) == set(ids)  # reads still served from the database
+        own_redis.start()  # empty: no persistence
+        ids.append(client.start())
+        client.wait_all(ids, "completed", timeout=30)
+        logs = service.worker_logs()
+        assert all(completions(logs, i) == 1 for i in ids)
+    finally:
+        service.stop()
+        own_redis.stop()
+
+
+@pytest.fixture
+def own_postgres():
+    if not postgres_bin("initdb"):
+        if REQUIRE_POSTGRES:
+            pytest.fail("initdb not found and REQUIRE_POSTGRES=1")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    cluster = OwnPostgres().init().start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.mark.postgres
+def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own_postgres, tmp_path):
+    app = create_app({"TESTING": True, "DATABASE_URL": own_postgres.url, "REDIS_URL": PROCESS_REDIS_URL, "JWT_SECRET": TEST_JWT_SECRET})
+    with app.app_context():
+        schema_migrations.upgrade()
+        Content.create(id="movie", title="A Movie", duration_seconds=1000, qualities="480p,720p")
+        token = issue_token("alice")
+    database.close_all()
+    app.extensions["broker"].client.close()
+    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
+        client.flushdb()
+    service = Service(own_postgres.url, PROCESS_REDIS_URL, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
+    try:
+        client = Client(service, token)
+        ids = [client.start() for _ in range(3)]
+        wait_until(lambda: any(d["progress"] >= 20 for d in client.downloads().values()), timeout=15, interval=0.05)
+        own_postgres.stop()
+        for _ in range(3):  # pooled connections die one by one: every request answers 503
+            response = client.http.get(f"{client.api}/downloads", timeout=10)
+            assert response.status_code == 503
+            assert response.json() == {"success": False, "message": "The database is unavailable; try again shortly."}
+        assert requests.get(f"{service.base}/readyz", timeout=10).status_code == 503
+        own_postgres.start()
+        client.wait_all(ids, "completed", timeout=40)
+        assert all(completions(service.worker_logs(), i) == 1 for i in ids)
+    finally:
+        service.stop()
