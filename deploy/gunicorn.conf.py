@@ -14,6 +14,25 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 wsgi_app = "wsgi:app"
 
 
+def post_worker_init(worker):
+    """End this worker's event streams as soon as it is told to stop.
+
+    Open Server-Sent Event streams are requests in flight: without this, each would hold
+    the worker's shutdown until its client went away or graceful_timeout ran out.
+    """
+    import threading
+    import time
+
+    hub = worker.wsgi.extensions["event_hub"]
+
+    def watch():
+        while worker.alive:
+            time.sleep(0.5)
+        hub.end_streams()
+
+    threading.Thread(target=watch, name="end-streams-on-shutdown", daemon=True).start()
+
+
 def post_fork(server, worker):
     """Make psycopg2 yield to the gevent hub instead of blocking the whole worker."""
     from psycogreen.gevent import patch_psycopg

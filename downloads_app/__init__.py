@@ -3,7 +3,7 @@ import logging
 
 from flask import Flask
 
-from downloads_app import api, cli, db, http_errors, queue
+from downloads_app import api, cli, dashboard, db, events, http_errors, queue
 from downloads_app.config import DEV_JWT_SECRET, load_settings
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -22,7 +22,9 @@ def create_app(test_config=None):
         )
     db.init_app(app)
     queue.init_app(app)
+    events.init_app(app)
     api.init_app(app)
     http_errors.init_app(app)
+    app.register_blueprint(dashboard.blp)
     cli.init_app(app)
     return app

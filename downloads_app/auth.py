@@ -9,6 +9,8 @@ from flask import current_app, g, request
 from downloads_app.errors import NotAllowed, NotAuthenticated
 
 ALGORITHM = "HS256"
+# EventSource cannot send headers: browsers get their token in this cookie (event streams only).
+STREAM_COOKIE = "downloads_stream_token"
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,31 @@ def _decode(token):
     return User(id=claims["sub"], is_admin=claims.get("role") == "admin")
 
 
-def authenticate():
-    """Set `g.user` from the Authorization header, or raise NotAuthenticated."""
+def bearer_token():
+    """The token of the Authorization header, or NotAuthenticated."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("Sign in: send `Authorization: Bearer <token>`.")
-    g.user = _decode(token.strip())
+    return token.strip()
+
+
+def authenticate():
+    """Set `g.user` from the Authorization header, or raise NotAuthenticated."""
+    g.user = _decode(bearer_token())
+
+
+def authenticate_stream():
+    """Like `authenticate`, but a browser's stream cookie will do too (read-only streams only)."""
+    if "Authorization" not in request.headers and STREAM_COOKIE in request.cookies:
+        g.user = _decode(request.cookies[STREAM_COOKIE])
+        return
+    authenticate()
+
+
+def token_lifetime(token):
+    """Seconds until `token` expires (it has been verified already)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return max(int(claims["exp"] - time.time()), 0)
 
 
 def current_user():

@@ -11,7 +11,7 @@ from datetime import timedelta
 from flask import current_app
 from peewee import fn
 
-from downloads_app import catalogue, lifecycle
+from downloads_app import catalogue, events, lifecycle
 from downloads_app.db import database
 from downloads_app.errors import DownloadNotFound, InvalidTransition, QueueUnavailable, QuotaExceeded
 from downloads_app.models import Download, StorageLedger, new_id, utcnow
@@ -114,7 +114,8 @@ def _user_transition(user_id, download_id, transition, enqueue=False, **changes)
             # locked until commit, so a worker that picks the message up at once waits
             # for the commit and then sees it pending.
             enqueue_transfer(download.id)
-        return download
+    events.publish("status", [download])
+    return download
 
 
 def pause(user_id, download_id):
@@ -161,6 +162,7 @@ def start_download(user_id, content_id, quality):
         # leave a pending download that no worker will ever see.
         _delete_where(Download.id == download.id)
         raise
+    events.publish("status", [download])
     return download
 
 
@@ -183,20 +185,15 @@ def list_downloads(user_id, status=None, page=1, page_size=20):
 def _delete_where(*conditions):
     """Delete matching downloads, release what they reserved; (count, bytes released)."""
     with database.atomic():
-        deleted = list(
-            Download.delete()
-            .where(*conditions)
-            .returning(Download.user_id, Download.status, Download.file_size_bytes)
-            .tuples()
-            .execute()
-        )
+        deleted = list(Download.delete().where(*conditions).returning(Download).execute())
         released = {}
-        for user_id, status, size in deleted:
-            if status in lifecycle.RESERVING:
-                released[user_id] = released.get(user_id, 0) + size
+        for download in deleted:
+            if download.status in lifecycle.RESERVING:
+                released[download.user_id] = released.get(download.user_id, 0) + download.file_size_bytes
         for user_id, nbytes in released.items():
             _release(user_id, nbytes)
-        return len(deleted), sum(released.values())
+    events.publish("status", deleted, status=events.DELETED)
+    return len(deleted), sum(released.values())
 
 
 def delete_download(user_id, download_id):
@@ -213,15 +210,22 @@ def cleanup(user_id):
 # ---------------------------------------------------------------- worker side
 
 
+def _published(kind, download):
+    """Publish `download`'s new state, if it moved; return it."""
+    if download is not None:
+        events.publish(kind, [download])
+    return download
+
+
 def claim(download_id):
     """pending → downloading for one worker run; None if the download is not pending."""
-    return _apply(
+    return _published("status", _apply(
         "claim",
         Download.id == download_id,
         attempts=Download.attempts + 1,
         claim_token=new_id(),
         started_at=fn.COALESCE(Download.started_at, utcnow()),
-    )
+    ))
 
 
 def _owned_by(download):
@@ -230,8 +234,9 @@ def _owned_by(download):
 
 
 def record_progress(download, downloaded_bytes):
-    """Persist progress of a claimed transfer; False when the worker must stop."""
+    """Persist progress of a claimed transfer (same bytes: a heartbeat); False when the worker must stop."""
     progress = downloaded_bytes * 100 // download.file_size_bytes if download.file_size_bytes else 100
+    moved = downloaded_bytes != download.downloaded_bytes
     written = (
         Download.update(
             downloaded_bytes=downloaded_bytes,
@@ -245,19 +250,22 @@ def record_progress(download, downloaded_bytes):
         )
         .execute()
     )
+    if written and moved:
+        download.downloaded_bytes, download.progress = downloaded_bytes, min(progress, 100)
+        events.publish("progress", [download])
     return bool(written)
 
 
 def complete(download):
     """downloading → completed for the current claim; None if the download moved on."""
-    return _apply(
+    return _published("status", _apply(
         "complete",
         *_owned_by(download),
         downloaded_bytes=download.file_size_bytes,
         progress=100,
         completed_at=utcnow(),
         claim_token=None,
-    )
+    ))
 
 
 def record_failure(download, error):
@@ -267,16 +275,16 @@ def record_failure(download, error):
     cancelled, deleted, claimed again).
     """
     if download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]:
-        return _apply(
+        return _published("status", _apply(
             "fail", *_owned_by(download), claim_token=None, last_error=error,
             error=f"Gave up after {download.attempts} attempts: {error}",
-        )
-    return _apply("requeue", *_owned_by(download), claim_token=None, last_error=error)
+        ))
+    return _published("status", _apply("requeue", *_owned_by(download), claim_token=None, last_error=error))
 
 
 def release(download):
     """downloading → pending for a run that stops early (worker shutdown); None if moved on."""
-    return _apply("requeue", *_owned_by(download), claim_token=None)
+    return _published("status", _apply("requeue", *_owned_by(download), claim_token=None))
 
 
 # ---------------------------------------------------------------- reconciliation
@@ -302,6 +310,7 @@ def recover_stalled(stall_seconds):
         requeued = _apply_all(
             "requeue", *silent, Download.attempts < max_attempts, claim_token=None, last_error=STALLED_ERROR
         )
+    events.publish("status", requeued + failed)
     return [d.id for d in requeued], [d.id for d in failed]
 
 

@@ -80,10 +80,7 @@ def run(download_id):
     transport = TRANSPORTS[current_app.config["DOWNLOAD_TRANSPORT"]]
 
     def report(nbytes):
-        if not service.record_progress(download, nbytes):
-            return False
-        download.downloaded_bytes = nbytes
-        return not worker_stopping.is_set()
+        return service.record_progress(download, nbytes) and not worker_stopping.is_set()
 
     try:
         finished = transport(download, report)

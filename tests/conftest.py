@@ -129,15 +129,19 @@ def postgres_url(postgres_databases):
     return url
 
 
+def migrated_sqlite_url(directory):
+    url = f"sqlite:///{directory / 'downloads.sqlite3'}"
+    app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
+    with app.app_context():
+        schema_migrations.upgrade()
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
     """A migrated, empty database: a fresh SQLite file, or the emptied PostgreSQL one."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'downloads.sqlite3'}"
-        app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
-        with app.app_context():
-            schema_migrations.upgrade()
-        return url
+        return migrated_sqlite_url(tmp_path)
     url = request.getfixturevalue("postgres_url")
     app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
     with app.app_context(), database.connection_context():
@@ -171,6 +175,7 @@ def app(database_url, redis_client):
         }
     )
     yield app
+    app.extensions["event_hub"].close()
     app.extensions["broker"].client.close()
     if hasattr(database.obj, "close_all"):
         database.close_all()

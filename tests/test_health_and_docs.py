@@ -37,14 +37,18 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/storage", "get"), ("/api/contents", "get"), ("/api/contents", "post"),
         ("/api/contents/{content_id}", "get"), ("/api/contents/{content_id}", "patch"),
         ("/api/contents/{content_id}", "delete"), ("/healthz", "get"), ("/readyz", "get"),
+        ("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get"),
+        ("/api/session", "post"), ("/api/session", "delete"),
     }
+    streams = {("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get")}
     documented = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
     assert documented == expected
     for path, method in expected:
         operation = spec["paths"][path][method]
         assert operation["summary"], (path, method)
         success = [code for code in operation["responses"] if code.startswith("2")]
-        assert success and "schema" in operation["responses"][success[0]]["content"]["application/json"]
+        media = "text/event-stream" if (path, method) in streams else "application/json"
+        assert success and "schema" in operation["responses"][success[0]]["content"][media], (path, method)
     start = spec["paths"]["/api/downloads/start"]["post"]
     assert "requestBody" in start and "202" in start["responses"]
     byte_count = spec["components"]["schemas"]["Download"]["properties"]["file_size_bytes"]

@@ -1,0 +1,291 @@
+// The dashboard: start, watch (Server-Sent Events) and control the signed-in user's downloads.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: localStorage.getItem("downloads.token") || "", titles: {}, rows: new Map(), events: null };
+
+function humanBytes(n) {
+  n = Number(n);
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n.toFixed(n >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function humanSeconds(s) {
+  if (!isFinite(s)) return "";
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s}s left`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s left`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m left`;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { Authorization: `Bearer ${state.token}` } };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    throw new Error("The service cannot be reached. Check your connection.");
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    if (response.status === 401) signOut();
+    throw new Error(data.message || `Request failed (${response.status})`);
+  }
+  return data;
+}
+
+// ------------------------------------------------------------------ rendering
+
+const ACTIONS = {
+  pause: ["pending", "downloading"],
+  resume: ["paused"],
+  cancel: ["pending", "downloading", "paused"],
+  retry: ["failed", "cancelled"],
+  delete: ["pending", "downloading", "paused", "completed", "failed", "cancelled"],
+};
+
+function rowFor(download) {
+  let row = state.rows.get(download.id);
+  if (!row) {
+    const node = $("download-template").content.firstElementChild.cloneNode(true);
+    node.dataset.id = download.id;
+    node.querySelectorAll("button[data-action]").forEach((button) =>
+      button.addEventListener("click", () => act(download.id, button.dataset.action)));
+    row = { node, samples: [], data: {} };
+    state.rows.set(download.id, row);
+  }
+  return row;
+}
+
+function render(download) {
+  const row = rowFor(download);
+  Object.assign(row.data, download);
+  const d = row.data;
+  const now = performance.now();
+  const bytes = Number(d.downloaded_bytes);
+  if (d.status === "downloading") {
+    row.samples.push([now, bytes]);
+    row.samples = row.samples.filter(([t]) => now - t < 5000);
+  } else {
+    row.samples = [];
+  }
+  const node = row.node;
+  node.className = `download ${d.status}`;
+  node.querySelector(".title").textContent =
+    `${state.titles[d.content_id] || d.content_id || "…"}${d.quality ? ` · ${d.quality}` : ""}`;
+  const badge = node.querySelector(".badge");
+  badge.textContent = d.status;
+  badge.className = `badge ${d.status}`;
+  const meter = node.querySelector(".meter");
+  meter.setAttribute("aria-valuenow", d.progress);
+  meter.setAttribute("aria-label", `progress of ${node.querySelector(".title").textContent}`);
+  meter.querySelector(".fill").style.width = `${d.progress}%`;
+  node.querySelector(".percent").textContent = `${d.progress}%`;
+  node.querySelector(".size").textContent = `${humanBytes(bytes)} of ${humanBytes(d.file_size_bytes)}`;
+  let speed = "", eta = "";
+  if (row.samples.length > 1) {
+    const [t0, b0] = row.samples[0];
+    const rate = (bytes - b0) / ((now - t0) / 1000);
+    if (rate > 0) {
+      speed = `${humanBytes(rate)}/s`;
+      eta = humanSeconds((Number(d.file_size_bytes) - bytes) / rate);
+    }
+  }
+  node.querySelector(".speed").textContent = speed;
+  node.querySelector(".eta").textContent = eta;
+  const failure = node.querySelector(".failure");
+  failure.textContent = d.error || "";
+  failure.hidden = !d.error;
+  node.querySelectorAll("button[data-action]").forEach((button) => {
+    button.hidden = !ACTIONS[button.dataset.action].includes(d.status);
+  });
+  const filter = $("filter").value;
+  node.hidden = Boolean(filter) && d.status !== filter;
+  if (!node.isConnected) $("downloads").prepend(node);
+  updateEmpty();
+}
+
+function remove(id) {
+  const row = state.rows.get(id);
+  if (row) row.node.remove();
+  state.rows.delete(id);
+  updateEmpty();
+}
+
+function updateEmpty() {
+  const visible = [...state.rows.values()].some((row) => !row.node.hidden);
+  $("empty").hidden = visible;
+}
+
+async function refreshStorage() {
+  const s = await api("GET", "/api/storage");
+  const used = Number(s.used_bytes), quota = Number(s.quota_bytes);
+  const percent = quota ? Math.min(100, (used / quota) * 100) : 0;
+  $("quota-text").textContent = `${humanBytes(used)} used of ${humanBytes(quota)} · ${humanBytes(s.free_bytes)} free`;
+  const bar = $("quota-bar");
+  bar.style.width = `${percent}%`;
+  bar.classList.toggle("high", percent > 85);
+  bar.parentElement.setAttribute("aria-valuenow", percent.toFixed(1));
+}
+
+async function refreshDownloads() {
+  const filter = $("filter").value;
+  const query = new URLSearchParams({ page_size: "100" });
+  if (filter) query.set("status", filter);
+  const data = await api("GET", `/api/downloads?${query}`);
+  const seen = new Set(data.downloads.map((d) => d.id));
+  for (const id of [...state.rows.keys()]) if (!seen.has(id)) remove(id);
+  $("downloads").replaceChildren();
+  for (const download of data.downloads.reverse()) render(download);
+  updateEmpty();
+}
+
+async function loadTitles() {
+  const data = await api("GET", "/api/contents");
+  const select = $("content");
+  select.replaceChildren();
+  for (const content of data.contents) {
+    state.titles[content.id] = content.title;
+    const option = new Option(content.title, content.id);
+    option.dataset.sizes = JSON.stringify(content.sizes);
+    select.add(option);
+  }
+  fillQualities();
+}
+
+function fillQualities() {
+  const option = $("content").selectedOptions[0];
+  const quality = $("quality");
+  quality.replaceChildren();
+  if (!option) return;
+  for (const [name, size] of Object.entries(JSON.parse(option.dataset.sizes))) {
+    quality.add(new Option(`${name} · ${humanBytes(size)}`, name));
+  }
+  quality.value = quality.options[Math.min(2, quality.options.length - 1)].value;
+}
+
+// ------------------------------------------------------------------ actions
+
+async function guarded(work) {
+  try {
+    showError("");
+    await work();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function act(id, action) {
+  return guarded(async () => {
+    if (action === "delete") {
+      await api("DELETE", `/api/downloads/${id}`);
+      remove(id);
+    } else {
+      const data = await api("POST", `/api/downloads/${id}/${action}`);
+      render(data.download);
+    }
+    await refreshStorage();
+  });
+}
+
+async function startDownload(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const data = await api("POST", "/api/downloads/start", { content_id: $("content").value, quality: $("quality").value });
+    render(data.download);
+    await refreshStorage();
+  });
+}
+
+// ------------------------------------------------------------------ live updates
+
+async function connectEvents() {
+  if (state.events) state.events.close();
+  // EventSource cannot send an Authorization header: the server sets an HttpOnly cookie.
+  await api("POST", "/api/session");
+  const source = new EventSource("/api/downloads/events");
+  state.events = source;
+  const onEvent = (event) => {
+    const data = JSON.parse(event.data);
+    if (data.status === "deleted") {
+      remove(data.id);
+      refreshStorage().catch(() => {});
+      return;
+    }
+    render(data);
+    if (event.type === "status") refreshStorage().catch(() => {});
+  };
+  source.addEventListener("progress", onEvent);
+  source.addEventListener("status", onEvent);
+  source.addEventListener("open", () => $("live").className = "live on");
+  source.addEventListener("error", () => {
+    $("live").className = "live off";
+    if (source.readyState === EventSource.CLOSED) {  // e.g. the token expired: sign in again
+      setTimeout(() => guarded(connectEvents), 5000);
+    }
+  });
+}
+
+// ------------------------------------------------------------------ session
+
+function tokenSubject(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+  } catch (err) {
+    return null;
+  }
+}
+
+async function signIn(token) {
+  state.token = token.trim();
+  const subject = tokenSubject(state.token);
+  if (!subject) {
+    showError("That does not look like a token: paste the whole JWT.");
+    return;
+  }
+  await guarded(async () => {
+    await loadTitles();
+    localStorage.setItem("downloads.token", state.token);
+    $("user").textContent = subject;
+    $("signin").hidden = true;
+    $("app").hidden = false;
+    await Promise.all([refreshStorage(), refreshDownloads(), connectEvents()]);
+  });
+}
+
+function signOut() {
+  localStorage.removeItem("downloads.token");
+  if (state.events) state.events.close();
+  state.events = null;
+  state.rows.clear();
+  $("downloads").replaceChildren();
+  $("app").hidden = true;
+  $("signin").hidden = false;
+  fetch("/api/session", { method: "DELETE" }).catch(() => {});
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn($("token").value);
+  });
+  $("signout").addEventListener("click", () => { signOut(); state.token = ""; });
+  $("start-form").addEventListener("submit", startDownload);
+  $("content").addEventListener("change", fillQualities);
+  $("filter").addEventListener("change", () => guarded(refreshDownloads));
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) history.replaceState(null, "", location.pathname);
+  if (fromLink || state.token) signIn(fromLink || state.token);
+});

@@ -1,0 +1,139 @@
+"""The dashboard and Swagger UI in a real headless Chromium, against gunicorn and a real worker."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import PROCESS_REDIS_URL, migrated_sqlite_url
+from processes import ROOT, Service
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "var" / "screenshots"))
+# 480p of the test movie is 194,500,000 bytes: room for one, not two.
+QUOTA = 300_000_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"Chromium not found at {CHROMIUM} and REQUIRE_BROWSER=1")
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium; CI requires it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """The browser suite runs once, on SQLite; the API beneath it is tested on both back ends."""
+    return migrated_sqlite_url(tmp_path)
+
+
+@pytest.fixture
+def service(database_url, movie, tmp_path):
+    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
+        client.flushdb()
+    service = Service(database_url, PROCESS_REDIS_URL, tmp_path, DOWNLOAD_SIMULATED_SECONDS=4,
+                      STORAGE_QUOTA_BYTES=QUOTA).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def progress_of(card):
+    return int(card.locator(".meter").get_attribute("aria-valuenow"))
+
+
+def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page, token):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{service.base}/")
+    page.fill("#token", "not a token")
+    page.click("text=Use token")
+    assert "does not look like a token" in page.inner_text("#error")
+
+    page.fill("#token", token("alice"))
+    page.click("text=Use token")
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.inner_text("#user") == "alice"
+    page.select_option("#content", "movie")
+    page.select_option("#quality", "480p")
+    page.click("#start")
+    card = page.locator(".download").first
+    card.locator(".badge", has_text="downloading").wait_for()
+    page.wait_for_function("() => document.getElementById('live').classList.contains('on')")
+
+    # Latency from the worker's publish (the event id is its clock, in ms) to this page.
+    page.evaluate("""() => {
+        window.latencies = [];
+        const source = new EventSource('/api/downloads/events');
+        source.addEventListener('progress', (e) => window.latencies.push(Date.now() - Number(e.lastEventId)));
+    }""")
+    page.wait_for_function(
+        "() => { const m = document.querySelector('.download .meter'); const v = Number(m.getAttribute('aria-valuenow')); return v >= 20 && v < 100; }"
+    )
+    assert card.locator(".speed").inner_text().endswith("/s")
+    assert "left" in card.locator(".eta").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-desktop.png"), full_page=True)
+
+    card.locator("button[data-action=pause]").click()
+    card.locator(".badge", has_text="paused").wait_for()
+    paused_at = progress_of(card)
+    assert 0 < paused_at < 100
+    # A second download does not fit the quota: the API's refusal is shown on the page.
+    page.click("#start")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Not enough storage" in page.inner_text("#error")
+
+    card.locator("button[data-action=resume]").click()
+    card.locator(".badge", has_text="completed").wait_for()
+    assert progress_of(card) == 100 and paused_at < 100
+    assert card.locator(".size").inner_text() == "195 MB of 195 MB"
+    latencies = page.evaluate("window.latencies")
+    assert latencies and max(latencies) < 1000
+    print(f"\nSSE latency, worker publish → browser, ms: {sorted(latencies)}")
+
+    quota_before = float(page.locator(".quota .meter").get_attribute("aria-valuenow"))
+    assert quota_before > 50
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=True)
+    card.locator("button[data-action=delete]").click()
+    page.wait_for_function("() => Number(document.getElementById('quota-bar').parentElement.getAttribute('aria-valuenow')) === 0")
+    assert page.locator(".download").count() == 0
+    assert page.is_visible("#empty")
+
+
+def test_swagger_ui_authorizes_and_starts_a_download(service, page, token):
+    page.goto(f"{service.base}/docs")
+    page.click("button.authorize")
+    page.fill(".auth-container input", token("alice"))
+    page.click(".auth-btn-wrapper button.authorize")
+    page.click("button.btn-done")
+    operation = page.locator(".opblock-post", has=page.locator("[data-path='/api/downloads/start']"))
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("textarea.body-param__text").fill('{"content_id": "movie", "quality": "480p"}')
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "202"
+    assert '"Download started"' in operation.locator(".live-responses-table tbody .microlight").first.inner_text()
