@@ -1,9 +1,23 @@
 """Worker entry point for `dramatiq actors`: the Redis broker first, then every actor."""
-import dramatiq
+import os
+import tempfile
 
-from actors.worker_hooks import WorkerHooks
-from downloads_app import create_app
-from downloads_app.transfer import TRANSPORTS
+# Dramatiq's Prometheus middleware and the transfer metrics share one multiprocess
+# directory, which must be set before prometheus_client is first imported. The main
+# `dramatiq` process sets it; its worker processes and exposition server inherit it.
+os.environ.setdefault(
+    "dramatiq_prom_db", os.path.join(tempfile.gettempdir(), f"downloads-worker-metrics-{os.getpid()}")
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["dramatiq_prom_db"]
+os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
+
+import dramatiq  # noqa: E402
+from dramatiq.middleware import CurrentMessage  # noqa: E402
+from dramatiq.middleware.prometheus import Prometheus  # noqa: E402
+
+from actors.worker_hooks import WorkerHooks  # noqa: E402
+from downloads_app import create_app  # noqa: E402
+from downloads_app.transfer import TRANSPORTS  # noqa: E402
 
 app = create_app()
 if app.config["DOWNLOAD_TRANSPORT"] not in TRANSPORTS:
@@ -12,6 +26,8 @@ if app.config["DOWNLOAD_TRANSPORT"] not in TRANSPORTS:
     )
 broker = app.extensions["broker"]
 worker_hooks = WorkerHooks(app)
+broker.add_middleware(Prometheus())
+broker.add_middleware(CurrentMessage())
 broker.add_middleware(worker_hooks)
 dramatiq.set_broker(broker)
 

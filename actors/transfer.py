@@ -1,5 +1,6 @@
 """The transfer actor: a thin shell around `downloads_app.transfer.run`."""
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from actors import app
 from downloads_app import transfer
@@ -17,4 +18,5 @@ from downloads_app.queue import TRANSFER_ACTOR
     time_limit=app.config["DOWNLOAD_TIME_LIMIT_SECONDS"] * 1000,
 )
 def transfer_download(download_id):
-    transfer.run(download_id)
+    message = CurrentMessage.get_current_message()
+    transfer.run(download_id, job_id=message.message_id if message else None)

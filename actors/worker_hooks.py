@@ -17,7 +17,7 @@ class WorkerHooks(Middleware):
 
     def after_worker_boot(self, broker, worker):
         worker_stopping.clear()
-        self._reconciler = ReconcilerThread(self.app)
+        self._reconciler = ReconcilerThread(self.app, worker_threads=len(worker.workers))
         self._reconciler.start()
 
     def before_worker_shutdown(self, broker, worker):

@@ -3,7 +3,7 @@ import logging
 
 from flask import Flask
 
-from downloads_app import api, cli, dashboard, db, events, http_errors, queue
+from downloads_app import api, cli, dashboard, db, events, http_errors, logs, metrics, queue
 from downloads_app.config import DEV_JWT_SECRET, load_settings
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -16,6 +16,8 @@ def create_app(test_config=None):
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     if test_config:
         app.config.update(test_config)
+    if not app.testing:
+        logs.configure(app.config["LOG_FORMAT"])
     if app.config["JWT_SECRET"] == DEV_JWT_SECRET and not app.testing:
         logging.getLogger(__name__).warning(
             "JWT_SECRET is not set: using the development secret. Set it in production."
@@ -25,6 +27,7 @@ def create_app(test_config=None):
     events.init_app(app)
     api.init_app(app)
     http_errors.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(dashboard.blp)
     cli.init_app(app)
     return app

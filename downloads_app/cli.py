@@ -1,8 +1,12 @@
-"""Flask CLI commands: `db upgrade`, `demo seed`, `auth token`, `downloads reconcile`."""
+"""Flask CLI commands: `db upgrade`, `demo seed`, `auth token`, `downloads reconcile`, `queue stats|requeue`."""
+import json
+
 import click
 from flask.cli import AppGroup
 
-from downloads_app import catalogue, reconciler, schema_migrations
+from downloads_app import catalogue, queue_health, reconciler, schema_migrations, service
+from downloads_app.errors import ServiceError
+from downloads_app.schemas import QueueHealthSchema
 from downloads_app.auth import issue_token
 from downloads_app.models import Content
 
@@ -10,6 +14,7 @@ db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demo data.")
 auth_cli = AppGroup("auth", help="Tokens.")
 downloads_cli = AppGroup("downloads", help="Download maintenance.")
+queue_cli = AppGroup("queue", help="The job queue and its workers.")
 
 DEMO_USER = "demo-user"
 
@@ -70,6 +75,39 @@ def downloads_reconcile():
         click.echo(f"{kind}: {len(ids)}" + (f" ({', '.join(ids)})" if ids else ""))
 
 
+@queue_cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the same JSON as GET /api/queue/health.")
+def queue_stats(as_json):
+    """Show queue depths, dead letters, live workers, downloads by state and stalled downloads."""
+    health = queue_health.snapshot()
+    if as_json:
+        click.echo(json.dumps(QueueHealthSchema().dump({"success": True, **health}), indent=2))
+        return
+    q = health["queue"]
+    click.echo(f"queue {q['name']}: {q['ready']} ready, {q['delayed']} delayed, {q['dead_lettered']} dead-lettered")
+    click.echo(f"workers alive: {health['workers_alive']}")
+    for worker in health["workers"]:
+        state = "alive" if worker["alive"] else "silent"
+        click.echo(f"  {worker['host']} pid {worker['pid']} ({worker['threads']} threads): {state}")
+    click.echo("downloads: " + ", ".join(f"{s} {n}" for s, n in health["downloads_by_status"].items()))
+    age = health["oldest_pending_age_seconds"]
+    click.echo(f"oldest pending: {age:.1f}s" if age is not None else "oldest pending: none")
+    click.echo(f"stalled: {health['stalled_count']}" + "".join(f"\n  {d.id}" for d in health["stalled"]))
+    if health["dead_lettered_downloads"]:
+        click.echo("dead-lettered: " + ", ".join(health["dead_lettered_downloads"]))
+
+
+@queue_cli.command("requeue")
+@click.argument("download_id")
+def queue_requeue(download_id):
+    """Queue DOWNLOAD_ID again: stalled, pending, dead-lettered or failed (failed starts over)."""
+    try:
+        download = service.requeue(download_id)
+    except ServiceError as refusal:
+        raise click.ClickException(refusal.message) from refusal
+    click.echo(f"{download.id}: {download.status}, queued again")
+
+
 def init_app(app):
-    for group in (db_cli, demo_cli, auth_cli, downloads_cli):
+    for group in (db_cli, demo_cli, auth_cli, downloads_cli, queue_cli):
         app.cli.add_command(group)

@@ -39,6 +39,7 @@ SETTINGS = {
     "DOWNLOAD_RECONCILE_SECONDS": (float, 5.0),
     "DOWNLOADS_QUEUE": (str, "downloads"),
     "SSE_HEARTBEAT_SECONDS": (float, 15.0),
+    "LOG_FORMAT": (str, "text"),
 }
 
 

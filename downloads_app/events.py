@@ -9,6 +9,8 @@ from collections import defaultdict
 import redis
 from flask import current_app
 
+from downloads_app.metrics import STREAMS_OPEN
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "downloads:events:"
@@ -19,6 +21,8 @@ DELETED = "deleted"
 PUBLISH_BACKOFF_SECONDS = 5.0
 # Events a slow stream may fall behind by before its oldest are dropped.
 STREAM_BUFFER = 1000
+SUBSCRIBE_WAIT_SECONDS = 2.0
+LISTEN_POLL_SECONDS = 0.5
 # Put in a stream's queue to end it.
 END_OF_STREAM = None
 
@@ -70,20 +74,25 @@ class EventHub:
         self._streams = defaultdict(set)  # user id → queues of that user's open streams
         self._lock = threading.Lock()
         self._listener = None
-        self._pubsub = None
+        self._subscribed = threading.Event()
         self._closed = False
 
     def open_stream(self, user_id):
         """A queue that receives every event of `user_id` until `close_stream`."""
         stream = queue.Queue(maxsize=STREAM_BUFFER)
+        STREAMS_OPEN.inc()
         with self._lock:
             self._streams[user_id].add(stream)
             if self._listener is None:
                 self._listener = threading.Thread(target=self._listen, name="event-hub", daemon=True)
                 self._listener.start()
+        # The first stream of a process waits for the subscription, so that it misses no
+        # event published meanwhile (unless Redis is away: then it goes on without).
+        self._subscribed.wait(timeout=SUBSCRIBE_WAIT_SECONDS)
         return stream
 
     def close_stream(self, user_id, stream):
+        STREAMS_OPEN.dec()
         with self._lock:
             self._streams[user_id].discard(stream)
             if not self._streams[user_id]:
@@ -119,36 +128,30 @@ class EventHub:
 
     def _listen(self):
         backoff = 0.5
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                pubsub = self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        while not self._closed:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.psubscribe(CHANNEL_PREFIX + "*")
-                if self._closed:  # closed while connecting: close() may have missed the socket
-                    pubsub.close()
-                    return
+                self._subscribed.set()
                 backoff = 0.5
-                for raw in pubsub.listen():
-                    user_id = raw["channel"].decode()[len(CHANNEL_PREFIX):]
-                    self._dispatch(user_id, json.loads(raw["data"]))
-            except (redis.RedisError, AttributeError, ValueError) as exc:
-                if self._closed:
-                    return
+                while not self._closed:  # short waits, so close() needs no cross-thread socket work
+                    raw = pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
+                    if raw is not None:
+                        user_id = raw["channel"].decode()[len(CHANNEL_PREFIX):]
+                        self._dispatch(user_id, json.loads(raw["data"]))
+            except (redis.RedisError, ValueError) as exc:
+                self._subscribed.clear()
                 log.warning("Event hub lost Redis (%s); retrying in %.1fs", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+            finally:
+                pubsub.close()
 
     def close(self):
         """Stop listening and drop the Redis connection."""
-        with self._lock:
-            self._closed = True
-            pubsub, listener = self._pubsub, self._listener
-        if pubsub is not None:
-            pubsub.close()
-        if listener is not None:
-            listener.join(timeout=5)
+        self._closed = True
+        if self._listener is not None:
+            self._listener.join(timeout=5)
         self._client.close()
 
 

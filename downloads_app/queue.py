@@ -30,7 +30,7 @@ def init_app(app):
 
 
 def enqueue_transfer(download_id):
-    """Queue the transfer of `download_id`; QueueUnavailable if Redis does not answer."""
+    """Queue the transfer of `download_id` and return the message id; QueueUnavailable if Redis does not answer."""
     message = dramatiq.Message(
         queue_name=current_app.config["DOWNLOADS_QUEUE"],
         actor_name=TRANSFER_ACTOR,
@@ -39,7 +39,7 @@ def enqueue_transfer(download_id):
         options={},
     )
     try:
-        current_app.extensions["broker"].enqueue(message)
+        return current_app.extensions["broker"].enqueue(message).message_id
     except redis.RedisError as exc:
         log.error("Could not queue download %s: %s", download_id, exc)
         raise QueueUnavailable("The download queue is unavailable; try again shortly.") from exc

@@ -4,7 +4,7 @@ import threading
 
 from flask import current_app
 
-from downloads_app import service
+from downloads_app import service, workers
 from downloads_app.errors import QueueUnavailable
 from downloads_app.queue import enqueue_transfer
 
@@ -35,21 +35,29 @@ def sweep():
 
 
 class ReconcilerThread(threading.Thread):
-    """Runs `sweep` every DOWNLOAD_RECONCILE_SECONDS until stopped; survives outages."""
+    """Beats into the worker registry and runs `sweep` every DOWNLOAD_RECONCILE_SECONDS."""
 
-    def __init__(self, app):
+    def __init__(self, app, worker_threads):
         super().__init__(name="reconciler", daemon=True)
         self.app = app
+        self.worker = workers.identity(worker_threads)
         self._stopped = threading.Event()
 
+    def _pass(self, name, step):
+        try:
+            with self.app.app_context():
+                step()
+        except Exception as exc:  # Redis or the database may be down: try again next pass
+            log.warning("[Reconciler] %s failed: %s: %s", name, type(exc).__name__, exc)
+
     def run(self):
+        client = self.app.extensions["broker"].client
+        self._pass("heartbeat", lambda: workers.beat(client, self.worker))
         while not self._stopped.wait(self.app.config["DOWNLOAD_RECONCILE_SECONDS"]):
-            try:
-                with self.app.app_context():
-                    sweep()
-            except Exception as exc:  # the database may be down: try again next pass
-                log.warning("[Reconciler] pass failed: %s: %s", type(exc).__name__, exc)
+            self._pass("heartbeat", lambda: workers.beat(client, self.worker))
+            self._pass("sweep", sweep)
 
     def stop(self):
         self._stopped.set()
         self.join(timeout=10)
+        self._pass("deregistration", lambda: workers.forget(self.app.extensions["broker"].client, self.worker))

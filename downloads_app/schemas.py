@@ -170,3 +170,39 @@ class ErrorSchema(ma.Schema):
     status = fields.String(metadata={"description": "Current state, when an action does not fit it"})
     needed_bytes = ByteCount(metadata={"description": "When storage is short: bytes needed"})
     free_bytes = ByteCount(metadata={"description": "When storage is short: bytes free"})
+
+
+class QueueDepthSchema(ma.Schema):
+    name = fields.String()
+    ready = fields.Integer(metadata={"description": "Messages waiting for a worker"})
+    delayed = fields.Integer(metadata={"description": "Messages waiting out a retry backoff"})
+    dead_lettered = fields.Integer(metadata={"description": "Messages Dramatiq gave up on"})
+
+
+class WorkerSchema(ma.Schema):
+    host = fields.String()
+    pid = fields.Integer()
+    threads = fields.Integer()
+    started_at = fields.Float(metadata={"description": "Unix time"})
+    last_beat = fields.Float(metadata={"description": "Unix time of the last heartbeat"})
+    alive = fields.Boolean()
+
+
+class StalledDownloadSchema(ma.Schema):
+    id = fields.String()
+    user_id = fields.String()
+    attempts = fields.Integer()
+    progress = fields.Integer()
+    updated_at = UtcDateTime()
+
+
+class QueueHealthSchema(ma.Schema):
+    success = fields.Boolean()
+    queue = fields.Nested(QueueDepthSchema)
+    dead_lettered_downloads = fields.List(fields.String())
+    workers = fields.List(fields.Nested(WorkerSchema))
+    workers_alive = fields.Integer()
+    downloads_by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    oldest_pending_age_seconds = fields.Float(allow_none=True)
+    stalled_count = fields.Integer()
+    stalled = fields.List(fields.Nested(StalledDownloadSchema))

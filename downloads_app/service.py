@@ -5,17 +5,21 @@ same transaction as its storage-ledger change, so racing requests and workers ca
 neither lose nor resurrect a download, and the ledger always equals the sum of the
 reserving downloads.
 """
+import logging
 import math
 from datetime import timedelta
 
 from flask import current_app
 from peewee import fn
 
-from downloads_app import catalogue, events, lifecycle
+from downloads_app import catalogue, events, lifecycle, queue_health
 from downloads_app.db import database
 from downloads_app.errors import DownloadNotFound, InvalidTransition, QueueUnavailable, QuotaExceeded
 from downloads_app.models import Download, StorageLedger, new_id, utcnow
+from downloads_app.logs import context
 from downloads_app.queue import enqueue_transfer
+
+log = logging.getLogger("downloads_app.service")
 
 # ---------------------------------------------------------------- storage ledger
 
@@ -77,6 +81,7 @@ def _apply_all(transition, *conditions, **changes):
             .execute()
         )
         for download in moved:
+            log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
             delta = lifecycle.quota_change(transition, download.file_size_bytes)
             if delta > 0:
                 _reserve(download.user_id, delta)
@@ -156,12 +161,14 @@ def start_download(user_id, content_id, quality):
             file_size_bytes=size,
         )
     try:
-        enqueue_transfer(download.id)
+        job_id = enqueue_transfer(download.id)
     except QueueUnavailable:
         # The client is told to try again, so take the record back rather than
         # leave a pending download that no worker will ever see.
         _delete_where(Download.id == download.id)
         raise
+    log.info("Download %s started: %s at %s, %d bytes", download.id, content_id, quality, size,
+             extra=context(download, job_id))
     events.publish("status", [download])
     return download
 
@@ -192,6 +199,8 @@ def _delete_where(*conditions):
                 released[download.user_id] = released.get(download.user_id, 0) + download.file_size_bytes
         for user_id, nbytes in released.items():
             _release(user_id, nbytes)
+    for download in deleted:
+        log.info("Download %s deleted", download.id, extra=context(download))
     events.publish("status", deleted, status=events.DELETED)
     return len(deleted), sum(released.values())
 
@@ -312,6 +321,39 @@ def recover_stalled(stall_seconds):
         )
     events.publish("status", requeued + failed)
     return [d.id for d in requeued], [d.id for d in failed]
+
+
+def requeue(download_id):
+    """An operator's requeue: a stalled, pending or failed download is queued again.
+
+    Dead-lettered messages of the download are discarded first. A failed download starts
+    over with fresh attempts (its quota is reserved again); a download that is running,
+    paused, cancelled or completed is refused.
+    """
+    download = Download.get_or_none(Download.id == download_id)
+    if download is None:
+        raise DownloadNotFound(f"No download {download_id!r}.")
+    queue_health.discard_dead_letters(current_app.extensions["broker"].client, download_id)
+    with database.atomic():
+        if download.status == lifecycle.PENDING:
+            moved = Download.update(updated_at=utcnow()).where(
+                Download.id == download_id, Download.status == lifecycle.PENDING
+            ).execute() and Download.get_by_id(download_id)
+        elif download.status == lifecycle.DOWNLOADING:
+            moved = _apply(
+                "requeue", Download.id == download_id, Download.updated_at < queue_health.stalled_cutoff(),
+                claim_token=None,
+            )
+        else:
+            moved = _apply("retry", Download.id == download_id, attempts=0, error=None)
+        if not moved:
+            raise InvalidTransition(
+                f"Cannot requeue a download that is {download.status}"
+                + (" and still reporting" if download.status == lifecycle.DOWNLOADING else "") + ".",
+                status=download.status,
+            )
+        enqueue_transfer(download_id)
+    return _published("status", moved)
 
 
 def touch_orphans(orphan_seconds):

@@ -6,7 +6,9 @@ import time
 from flask import current_app
 
 from downloads_app import lifecycle, service
+from downloads_app.metrics import TRANSFER_SECONDS, TRANSFERRED_BYTES, TRANSFERS
 from downloads_app.errors import QueueUnavailable
+from downloads_app.logs import context
 from downloads_app.queue import enqueue_transfer
 
 log = logging.getLogger("downloads_app.worker")
@@ -56,7 +58,7 @@ def simulated_transfer(download, report):
 TRANSPORTS = {"simulated": simulated_transfer}
 
 
-def _hand_back(download):
+def _hand_back(download, log):
     """The worker is stopping: put the download back in the queue for another worker."""
     if service.release(download) is None:
         return
@@ -67,33 +69,50 @@ def _hand_back(download):
         log.warning("[Download Worker] %s left pending at shutdown; the reconciler will queue it", download.id)
 
 
-def run(download_id):
+def run(download_id, job_id=None):
     """Perform one delivery of the transfer job for `download_id` (idempotent)."""
-    log.info("[Download Worker] Processing download job: %s", download_id)
+    plain = logging.LoggerAdapter(log, context(job_id=job_id))
+    plain.info("[Download Worker] Processing download job: %s", download_id)
     download = service.claim(download_id)
     if download is None:
-        log.info("[Download Worker] Skipped %s: not pending (already taken, paused, "
-                 "cancelled or deleted)", download_id)
+        plain.info("[Download Worker] Skipped %s: not pending (already taken, paused, "
+                   "cancelled or deleted)", download_id)
         return
-    log.info("[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
-             download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
+    job_log = logging.LoggerAdapter(log, context(download, job_id))
+    job_log.info("[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
+                 download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
     transport = TRANSPORTS[current_app.config["DOWNLOAD_TRANSPORT"]]
+    started, first_byte = time.monotonic(), download.downloaded_bytes
 
     def report(nbytes):
-        return service.record_progress(download, nbytes) and not worker_stopping.is_set()
+        moved = nbytes - download.downloaded_bytes
+        if not service.record_progress(download, nbytes):
+            return False
+        TRANSFERRED_BYTES.inc(moved)
+        return not worker_stopping.is_set()
 
     try:
         finished = transport(download, report)
     except Exception as exc:
+        _measure(started, "failed")
         outcome = service.record_failure(download, f"{type(exc).__name__}: {exc}")
         status = outcome.status if outcome else "moved on"
-        log.warning("[Download Worker] Job failed: %s (%s): %s", download.id, status, exc)
+        job_log.warning("[Download Worker] Job failed: %s (%s): %s", download.id, status, exc)
         if outcome is not None and outcome.status == lifecycle.PENDING:
             raise TransferFailed(f"download {download.id} will be retried") from exc
         return
     if finished and service.complete(download) is not None:
-        log.info("[Download Worker] Job completed: %s", download.id)
+        _measure(started, "completed")
+        job_log.info("[Download Worker] Job completed: %s (%d bytes this run)", download.id,
+                     download.file_size_bytes - first_byte)
     elif worker_stopping.is_set():
-        _hand_back(download)
+        _measure(started, "handed_back")
+        _hand_back(download, job_log)
     else:
-        log.info("[Download Worker] Stopped %s: it was paused, cancelled or deleted", download.id)
+        _measure(started, "stopped")
+        job_log.info("[Download Worker] Stopped %s: it was paused, cancelled or deleted", download.id)
+
+
+def _measure(started, outcome):
+    TRANSFERS.labels(outcome).inc()
+    TRANSFER_SECONDS.labels(outcome).observe(time.monotonic() - started)

@@ -1,7 +1,9 @@
 """Fixtures: a real Redis, SQLite and PostgreSQL databases, the app, tokens and a real worker."""
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import time
 from contextlib import closing
 from urllib.parse import urlparse
@@ -23,6 +25,7 @@ PROCESS_REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_PROCESSES}"
 
 # `actors` builds its app and broker from the environment when first imported.
 os.environ.update(
+    dramatiq_prom_db=tempfile.mkdtemp(prefix="downloads-test-metrics-"),
     REDIS_URL=REDIS_URL,
     JWT_SECRET=TEST_JWT_SECRET,
     DATABASE_URL="sqlite:///:memory:",
@@ -42,6 +45,7 @@ REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
 def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["dramatiq_prom_db"], ignore_errors=True)
     if _embedded_redis is not None:
         _embedded_redis.terminate()
         _embedded_redis.wait(timeout=10)

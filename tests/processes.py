@@ -22,8 +22,11 @@ class Service:
     def __init__(self, database_url, redis_url, log_dir, **settings):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")},
+            "dramatiq_prom_db": str(Path(log_dir) / "worker-metrics"),
+            "dramatiq_prom_port": str(self.metrics_port),
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "JWT_SECRET": TEST_JWT_SECRET,

@@ -39,6 +39,7 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/contents/{content_id}", "delete"), ("/healthz", "get"), ("/readyz", "get"),
         ("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get"),
         ("/api/session", "post"), ("/api/session", "delete"),
+        ("/api/queue/health", "get"), ("/api/queue/downloads/{download_id}/requeue", "post"),
     }
     streams = {("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get")}
     documented = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}

@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app import service
+from downloads_app.metrics import STARTED
 from downloads_app.auth import authenticate, current_user
 from downloads_app.schemas import (
     CleanupSchema,
@@ -37,6 +38,7 @@ class StartDownload(MethodView):
     def post(self, body):
         """Start downloading a title at a quality; the transfer runs in the background"""
         download = service.start_download(current_user().id, body["content_id"], body["quality"])
+        STARTED.inc()
         return {"success": True, "message": "Download started", "download": download}
 
 

@@ -1,0 +1,28 @@
+"""Admin routes of /api/queue: health of the queue and workers, and requeueing a download."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app import queue_health, service
+from downloads_app.auth import admin_required, authenticate
+from downloads_app.schemas import DownloadEnvelopeSchema, QueueHealthSchema
+
+blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Queue health (admin)")
+blp.before_request(authenticate)
+
+
+@blp.route("/health")
+class QueueHealth(MethodView):
+    @admin_required
+    @blp.response(200, QueueHealthSchema)
+    def get(self):
+        """Queue depths, dead letters, live workers, downloads by state, stalled downloads (admin)"""
+        return {"success": True, **queue_health.snapshot()}
+
+
+@blp.route("/downloads/<download_id>/requeue")
+class Requeue(MethodView):
+    @admin_required
+    @blp.response(200, DownloadEnvelopeSchema)
+    def post(self, download_id):
+        """Queue a stalled, pending, dead-lettered or failed download again (admin)"""
+        return {"success": True, "message": "Download requeued", "download": service.requeue(download_id)}
