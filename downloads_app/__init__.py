@@ -3,14 +3,17 @@ import logging
 
 from flask import Flask
 
-from downloads_app import api, cli, dashboard, db, events, http_errors, logs, metrics, queue
-from downloads_app.config import DEV_JWT_SECRET, load_settings
-
 MAX_REQUEST_BYTES = 16 * 1024
 
 
 def create_app(test_config=None):
     """Settings from the environment, then `test_config`; extensions wired by init_app."""
+    # Imported here, not at module level, so that importing a light module of this package
+    # (gunicorn's config loads `downloads_app.logs` in the master) does not import Dramatiq,
+    # redis and PyJWT before gevent's monkey-patching in the workers.
+    from downloads_app import api, cli, dashboard, db, events, http_errors, logs, metrics, queue
+    from downloads_app.config import DEV_JWT_SECRET, load_settings
+
     app = Flask(__name__)
     app.config.update(load_settings())
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES

@@ -38,6 +38,7 @@ SETTINGS = {
     "DOWNLOAD_STALL_SECONDS": (float, 30.0),
     "DOWNLOAD_RECONCILE_SECONDS": (float, 5.0),
     "DOWNLOADS_QUEUE": (str, "downloads"),
+    "MIGRATIONS_DIR": (str, str(PROJECT_ROOT / "migrations")),
     "SSE_HEARTBEAT_SECONDS": (float, 15.0),
     "LOG_FORMAT": (str, "text"),
 }

@@ -1,4 +1,4 @@
-"""The web dashboard at `/`: static page, script and styles served from the package."""
+"""The web dashboard at `/` and its admin page at `/admin`: static files served from the package."""
 from flask import Blueprint
 
 blp = Blueprint("dashboard", __name__, static_folder="static/dashboard", static_url_path="/dashboard")
@@ -7,3 +7,8 @@ blp = Blueprint("dashboard", __name__, static_folder="static/dashboard", static_
 @blp.route("/")
 def index():
     return blp.send_static_file("index.html")
+
+
+@blp.route("/admin")
+def admin():
+    return blp.send_static_file("admin.html")

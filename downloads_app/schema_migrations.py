@@ -1,17 +1,17 @@
-"""Versioned schema migrations (peewee-migrate) kept in the top-level `migrations/` folder."""
+"""Versioned schema migrations (peewee-migrate) kept in the top-level `migrations/` folder (MIGRATIONS_DIR)."""
 import logging
 
+from pathlib import Path
+
+from flask import current_app
 from peewee_migrate import Router
 
-from downloads_app.config import PROJECT_ROOT
 from downloads_app.db import database
-
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
 def router():
     logger = logging.getLogger("peewee_migrate")
-    return Router(database.obj, migrate_dir=MIGRATIONS_DIR, logger=logger)
+    return Router(database.obj, migrate_dir=Path(current_app.config["MIGRATIONS_DIR"]), logger=logger)
 
 
 def upgrade():

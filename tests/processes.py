@@ -50,8 +50,12 @@ class Service:
         self.api = self._spawn(
             "api", [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
         )
-        self.start_worker()
-        wait_until(self._api_answers, timeout=30, interval=0.1, message="gunicorn")
+        try:
+            self.start_worker()
+            wait_until(self._api_answers, timeout=30, interval=0.1, message="gunicorn")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_worker(self):

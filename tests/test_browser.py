@@ -1,12 +1,16 @@
 """The dashboard and Swagger UI in a real headless Chromium, against gunicorn and a real worker."""
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 
-from conftest import PROCESS_REDIS_URL, migrated_sqlite_url
+from conftest import PROCESS_REDIS_URL, migrated_sqlite_url, wait_until
+from downloads_app import service as download_service
+from downloads_app.models import Download, utcnow
 from processes import ROOT, Service
 
 pytestmark = pytest.mark.browser
@@ -45,8 +49,9 @@ def database_url(tmp_path):
 def service(database_url, movie, tmp_path):
     with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
         client.flushdb()
+    # No reconciler pass during a test: the admin page, not the worker, requeues stalled downloads.
     service = Service(database_url, PROCESS_REDIS_URL, tmp_path, DOWNLOAD_SIMULATED_SECONDS=4,
-                      STORAGE_QUOTA_BYTES=QUOTA).start()
+                      STORAGE_QUOTA_BYTES=QUOTA, DOWNLOAD_RECONCILE_SECONDS=3600).start()
     yield service
     service.stop()
 
@@ -137,3 +142,29 @@ def test_swagger_ui_authorizes_and_starts_a_download(service, page, token):
     status.wait_for()
     assert status.inner_text().strip() == "202"
     assert '"Download started"' in operation.locator(".live-responses-table tbody .microlight").first.inner_text()
+
+
+def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, page, token, app):
+    user = {"Authorization": f"Bearer {token('alice')}"}
+    api = f"{service.base}/api"
+    done = requests.post(f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=user, timeout=5).json()["download"]
+    wait_until(lambda: requests.get(f"{api}/downloads/{done['id']}", headers=user, timeout=5).json()["download"]["status"] == "completed",
+               timeout=20, interval=0.1)
+    with app.app_context():  # a download whose worker died a minute ago
+        stalled = download_service.start_download("bob", "movie", "480p")
+        download_service.claim(stalled.id)
+        Download.update(updated_at=utcnow() - timedelta(seconds=60)).where(Download.id == stalled.id).execute()
+
+    page.goto(f"{service.base}/admin")
+    page.fill("#token", token("root", admin=True))
+    page.click("text=Use token")
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.inner_text("[data-status=completed] strong") == "1"
+    assert page.inner_text("[data-status=downloading] strong") == "1"
+    assert page.inner_text("#stalled-count") == "1" and page.inner_text("#workers-alive") == "1"
+    assert "alive" in page.inner_text("#workers")
+    page.locator(f"#attention li[data-id='{stalled.id}'] button").click()
+    page.wait_for_function("() => document.querySelector('[data-status=completed] strong').textContent === '2'",
+                           timeout=20_000)
+    assert page.inner_text("#stalled-count") == "0" and page.is_visible("#calm")
+    page.screenshot(path=str(SCREENSHOTS / "admin.png"), full_page=True)
