@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(VENV)/.installed-embedded
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): PostgreSQL and SQLite, written to docs/performance.md.
+bench: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) tests/benchmarks/bench.py --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) var *.egg-info

@@ -1,10 +1,10 @@
-"""The database handle: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
+"""The database handle: pooled SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
 from pathlib import Path
 from urllib.parse import urlparse
 
-from peewee import DatabaseProxy, SqliteDatabase
+from peewee import DatabaseProxy
 from playhouse.db_url import parse as parse_db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database = DatabaseProxy()
 
@@ -20,15 +20,19 @@ def open_database(url, pool_size=20, pool_timeout=10.0):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the API read while the worker writes; IMMEDIATE takes the write
         # lock at BEGIN so two writers queue on the busy timeout instead of failing.
-        return SqliteDatabase(
+        # Pooled: opening a connection and setting its pragmas cost more than a query.
+        return PooledSqliteDatabase(
             path,
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            stale_timeout=300,
+            check_same_thread=False,
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": "normal",
                 "foreign_keys": 1,
                 "busy_timeout": SQLITE_BUSY_TIMEOUT_SECONDS * 1000,
             },
-            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
             lock_type="IMMEDIATE",
             returning_clause=True,
         )

@@ -80,9 +80,9 @@ class EventHub:
     def open_stream(self, user_id):
         """A queue that receives every event of `user_id` until `close_stream`."""
         stream = queue.Queue(maxsize=STREAM_BUFFER)
-        STREAMS_OPEN.inc()
         with self._lock:
             self._streams[user_id].add(stream)
+            STREAMS_OPEN.set(sum(len(group) for group in self._streams.values()))
             if self._listener is None:
                 self._listener = threading.Thread(target=self._listen, name="event-hub", daemon=True)
                 self._listener.start()
@@ -92,16 +92,17 @@ class EventHub:
         return stream
 
     def close_stream(self, user_id, stream):
-        STREAMS_OPEN.dec()
         with self._lock:
             self._streams[user_id].discard(stream)
             if not self._streams[user_id]:
                 del self._streams[user_id]
+            STREAMS_OPEN.set(sum(len(group) for group in self._streams.values()))
 
     def end_streams(self):
         """Ask every open stream to finish (the server is shutting down)."""
         with self._lock:
             streams = [stream for group in self._streams.values() for stream in group]
+        log.info("Ending %d event streams: this worker is stopping", len(streams))
         for stream in streams:
             self._offer(stream, END_OF_STREAM)
 

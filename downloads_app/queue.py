@@ -13,8 +13,23 @@ log = logging.getLogger(__name__)
 TRANSFER_ACTOR = "transfer_download"
 
 
+class DownloadsBroker(RedisBroker):
+    """Dramatiq's RedisBroker with a cap on how long an idle worker sleeps between polls.
+
+    An idle consumer backs off up to the worker timeout (1 s by default) before it looks
+    at Redis again, which is then the latency of the next download's pick-up.
+    """
+
+    def __init__(self, *, idle_poll_ms, **kwargs):
+        super().__init__(**kwargs)
+        self.idle_poll_ms = idle_poll_ms
+
+    def consume(self, queue_name, prefetch=1, timeout=5000):
+        return super().consume(queue_name, prefetch, min(timeout, self.idle_poll_ms))
+
+
 def make_broker(config):
-    """A RedisBroker for `REDIS_URL` whose calls fail fast when Redis is away."""
+    """A broker for `REDIS_URL` whose calls fail fast when Redis is away."""
     timeout = config["REDIS_TIMEOUT_SECONDS"]
     client = redis.Redis.from_url(
         config["REDIS_URL"],
@@ -22,7 +37,7 @@ def make_broker(config):
         socket_timeout=timeout,
         health_check_interval=30,
     )
-    return RedisBroker(client=client)
+    return DownloadsBroker(client=client, idle_poll_ms=config["WORKER_IDLE_POLL_MS"])
 
 
 def init_app(app):

@@ -39,17 +39,24 @@ def storage(user_id):
 
 
 def _reserve(user_id, nbytes):
-    """Add `nbytes` to the ledger if they fit in the quota, else QuotaExceeded."""
-    StorageLedger.insert(user_id=user_id, used_bytes=0).on_conflict_ignore().execute()
-    fits = (
-        StorageLedger.update(used_bytes=StorageLedger.used_bytes + nbytes)
-        .where(
-            StorageLedger.user_id == user_id,
-            StorageLedger.used_bytes + nbytes <= _quota_expression(),
+    """Add `nbytes` to the ledger if they fit in the quota, else QuotaExceeded.
+
+    One statement: a user's first reservation inserts the row (when it fits the default
+    quota), later ones update it only while the sum stays within the quota.
+    """
+    fits_new_row = nbytes <= current_app.config["STORAGE_QUOTA_BYTES"]
+    reserved = list(
+        StorageLedger.insert(user_id=user_id, used_bytes=nbytes if fits_new_row else 0)
+        .on_conflict(
+            conflict_target=[StorageLedger.user_id],
+            update={StorageLedger.used_bytes: StorageLedger.used_bytes + nbytes},
+            where=StorageLedger.used_bytes + nbytes <= _quota_expression(),
         )
+        .returning(StorageLedger.used_bytes)
+        .tuples()
         .execute()
     )
-    if not fits:
+    if not reserved or (not fits_new_row and reserved[0][0] == 0):
         free = storage(user_id)["free_bytes"]
         raise QuotaExceeded(
             f"Not enough storage: this download needs {nbytes} bytes and {free} are free.",

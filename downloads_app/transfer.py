@@ -83,8 +83,16 @@ def run(download_id, job_id=None):
                  download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
     transport = TRANSPORTS[current_app.config["DOWNLOAD_TRANSPORT"]]
     started, first_byte = time.monotonic(), download.downloaded_bytes
+    interval = current_app.config["DOWNLOAD_PROGRESS_INTERVAL_MS"] / 1000
+    last_write = started - interval
 
     def report(nbytes):
+        """Persist progress at most every DOWNLOAD_PROGRESS_INTERVAL_MS (always the last bytes)."""
+        nonlocal last_write
+        now = time.monotonic()
+        if nbytes < download.file_size_bytes and now - last_write < interval:
+            return not worker_stopping.is_set()
+        last_write = now
         moved = nbytes - download.downloaded_bytes
         if not service.record_progress(download, nbytes):
             return False

@@ -174,6 +174,7 @@ def app(database_url, redis_client):
             "REDIS_URL": REDIS_URL,
             "JWT_SECRET": TEST_JWT_SECRET,
             "DOWNLOAD_SIMULATED_SECONDS": 0.3,
+            "DOWNLOAD_PROGRESS_INTERVAL_MS": 0,
             "DOWNLOAD_MAX_ATTEMPTS": 3,
             "STORAGE_QUOTA_BYTES": 10_000_000_000,
         }

@@ -52,9 +52,11 @@ def test_health_metrics_and_logs_of_real_downloads(service, token):
     assert running["downloads_by_status"]["pending"] == 1 and running["workers"][0]["threads"] == 2
 
     with requests.get(f"{api}/downloads/events", headers=user, stream=True, timeout=5) as stream:
-        next(stream.iter_lines())
-        scrape = requests.get(f"{service.base}/metrics", timeout=5).text
-        assert metric(scrape, "downloads_sse_streams_open") == 1
+        assert stream.status_code == 200, stream.text
+        lines = stream.iter_lines()  # kept: dropping it would close the connection
+        assert next(lines) == b"retry: 2000"
+        wait_until(lambda: metric(requests.get(f"{service.base}/metrics", timeout=5).text, "downloads_sse_streams_open") == 1,
+                   timeout=5, interval=0.1, message="the open stream to be counted")
     wait_until(lambda: all(requests.get(f"{api}/downloads/{i}", headers=user, timeout=5).json()["download"]["status"] == "completed" for i in ids),
                timeout=20, interval=0.1, message="all completed")
 

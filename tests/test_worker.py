@@ -117,3 +117,19 @@ def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, a
     assert failed.attempts == 3
     assert failed.error == "Gave up after 3 attempts: TimeoutError: origin did not answer"
     assert client.get("/api/storage", headers=auth()).json["used_bytes"] == "0"
+
+
+def test_fast_transfers_write_progress_at_most_every_interval(app, worker, start):
+    app.config.update(DOWNLOAD_SIMULATED_SECONDS=0.3, DOWNLOAD_PROGRESS_INTERVAL_MS=10_000)
+    download_id = start()
+    seen = watch(app, download_id, lambda row: row.status == "completed")
+    # ten steps in 0.3 s, one write allowed per 10 s: the claim, the first step, the last bytes
+    assert {progress for _, progress, _ in seen} == {0, 10, 100}
+
+
+def test_an_idle_worker_looks_at_redis_at_least_every_idle_poll(app):
+    consumer = app.extensions["broker"].consume("downloads", prefetch=1, timeout=10_000)
+    try:
+        assert consumer.timeout == app.config["WORKER_IDLE_POLL_MS"] == 100
+    finally:
+        consumer.close()

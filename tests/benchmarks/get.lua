@@ -1,0 +1,2 @@
+-- wrk script: GET with a bearer token.
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
