@@ -40,6 +40,32 @@ def make_broker(config):
     return DownloadsBroker(client=client, idle_poll_ms=config["WORKER_IDLE_POLL_MS"])
 
 
+def queue_keys():
+    """Redis keys of the downloads queue in Dramatiq's Redis broker."""
+    queue = f"dramatiq:{current_app.config['DOWNLOADS_QUEUE']}"
+    return {"ready": queue, "delayed": f"{queue}.DQ.msgs", "dead": f"{queue}.XQ", "dead_msgs": f"{queue}.XQ.msgs"}
+
+
+def dead_lettered_ids():
+    """Download ids of the messages Dramatiq gave up on (dead-letter queue)."""
+    raws = current_app.extensions["broker"].client.hvals(queue_keys()["dead_msgs"])
+    return sorted({dramatiq.Message.decode(raw).args[0] for raw in raws})
+
+
+def discard_dead_letters(download_id):
+    """Remove the dead-lettered messages of `download_id`; returns how many."""
+    client, keys = current_app.extensions["broker"].client, queue_keys()
+    ids = [
+        message_id
+        for message_id, raw in client.hgetall(keys["dead_msgs"]).items()
+        if dramatiq.Message.decode(raw).args[0] == download_id
+    ]
+    if ids:
+        client.zrem(keys["dead"], *ids)
+        client.hdel(keys["dead_msgs"], *ids)
+    return len(ids)
+
+
 def init_app(app):
     app.extensions["broker"] = make_broker(app.config)
 

@@ -19,7 +19,7 @@ def orphan_seconds(config):
 def sweep():
     """One pass. Returns {"requeued": ids, "failed": ids, "orphans": ids}."""
     config = current_app.config
-    requeued, failed = service.recover_stalled(config["DOWNLOAD_STALL_SECONDS"])
+    requeued, failed = service.recover_stalled()
     orphans = service.touch_orphans(orphan_seconds(config))
     for download_id in requeued + orphans:
         try:

@@ -188,12 +188,11 @@ class WorkerSchema(ma.Schema):
     alive = fields.Boolean()
 
 
-class StalledDownloadSchema(ma.Schema):
-    id = fields.String()
-    user_id = fields.String()
-    attempts = fields.Integer()
-    progress = fields.Integer()
-    updated_at = UtcDateTime()
+class StalledDownloadSchema(DownloadSchema):
+    """A download record cut to what an operator needs to judge a stall."""
+
+    class Meta:
+        fields = ("id", "user_id", "attempts", "progress", "updated_at")
 
 
 class QueueHealthSchema(ma.Schema):

@@ -7,17 +7,18 @@ reserving downloads.
 """
 import logging
 import math
+from collections import defaultdict
 from datetime import timedelta
 
 from flask import current_app
 from peewee import fn
 
-from downloads_app import catalogue, events, lifecycle, queue_health
+from downloads_app import catalogue, events, lifecycle
 from downloads_app.db import database
 from downloads_app.errors import DownloadNotFound, InvalidTransition, QueueUnavailable, QuotaExceeded
-from downloads_app.models import Download, StorageLedger, new_id, utcnow
 from downloads_app.logs import context
-from downloads_app.queue import enqueue_transfer
+from downloads_app.models import Download, StorageLedger, new_id, utcnow
+from downloads_app.queue import discard_dead_letters, enqueue_transfer
 
 log = logging.getLogger("downloads_app.service")
 
@@ -56,7 +57,7 @@ def _reserve(user_id, nbytes):
         .tuples()
         .execute()
     )
-    if not reserved or (not fits_new_row and reserved[0][0] == 0):
+    if not reserved or reserved[0][0] < nbytes:  # refused, or a new row that did not fit
         free = storage(user_id)["free_bytes"]
         raise QuotaExceeded(
             f"Not enough storage: this download needs {nbytes} bytes and {free} are free.",
@@ -65,11 +66,15 @@ def _reserve(user_id, nbytes):
         )
 
 
-def _release(user_id, nbytes):
-    if nbytes:
-        StorageLedger.update(used_bytes=StorageLedger.used_bytes - nbytes).where(
-            StorageLedger.user_id == user_id
-        ).execute()
+def _settle(deltas):
+    """Apply {user id: bytes to reserve (+) or release (-)}: one statement per user."""
+    for user_id, nbytes in deltas.items():
+        if nbytes > 0:
+            _reserve(user_id, nbytes)
+        elif nbytes < 0:
+            StorageLedger.update(used_bytes=StorageLedger.used_bytes + nbytes).where(
+                StorageLedger.user_id == user_id
+            ).execute()
 
 
 # ---------------------------------------------------------------- transitions
@@ -87,13 +92,11 @@ def _apply_all(transition, *conditions, **changes):
             .returning(Download)
             .execute()
         )
+        deltas = defaultdict(int)
         for download in moved:
             log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
-            delta = lifecycle.quota_change(transition, download.file_size_bytes)
-            if delta > 0:
-                _reserve(download.user_id, delta)
-            else:
-                _release(download.user_id, -delta)
+            deltas[download.user_id] += lifecycle.quota_change(transition, download.file_size_bytes)
+        _settle(deltas)
         return moved
 
 
@@ -200,16 +203,15 @@ def _delete_where(*conditions):
     """Delete matching downloads, release what they reserved; (count, bytes released)."""
     with database.atomic():
         deleted = list(Download.delete().where(*conditions).returning(Download).execute())
-        released = {}
+        deltas = defaultdict(int)
         for download in deleted:
             if download.status in lifecycle.RESERVING:
-                released[download.user_id] = released.get(download.user_id, 0) + download.file_size_bytes
-        for user_id, nbytes in released.items():
-            _release(user_id, nbytes)
+                deltas[download.user_id] -= download.file_size_bytes
+        _settle(deltas)
     for download in deleted:
         log.info("Download %s deleted", download.id, extra=context(download))
     events.publish("status", deleted, status=events.DELETED)
-    return len(deleted), sum(released.values())
+    return len(deleted), -sum(deltas.values())
 
 
 def delete_download(user_id, download_id):
@@ -309,15 +311,20 @@ def release(download):
 STALLED_ERROR = "the worker stopped reporting (crashed or killed)"
 
 
-def recover_stalled(stall_seconds):
+def stalled():
+    """Condition: a downloading record its worker has not touched for DOWNLOAD_STALL_SECONDS."""
+    cutoff = utcnow() - timedelta(seconds=current_app.config["DOWNLOAD_STALL_SECONDS"])
+    return (Download.status == lifecycle.DOWNLOADING) & (Download.updated_at < cutoff)
+
+
+def recover_stalled():
     """Downloads whose worker went silent: back to pending, or failed when attempts are spent.
 
     Returns (ids put back to pending, ids failed). Safe to run from several processes at
     once: each row moves for exactly one of them.
     """
-    cutoff = utcnow() - timedelta(seconds=stall_seconds)
     max_attempts = current_app.config["DOWNLOAD_MAX_ATTEMPTS"]
-    silent = (Download.updated_at < cutoff,)
+    silent = (stalled(),)
     with database.atomic():
         failed = _apply_all(
             "fail", *silent, Download.attempts >= max_attempts, claim_token=None,
@@ -340,17 +347,14 @@ def requeue(download_id):
     download = Download.get_or_none(Download.id == download_id)
     if download is None:
         raise DownloadNotFound(f"No download {download_id!r}.")
-    queue_health.discard_dead_letters(current_app.extensions["broker"].client, download_id)
+    discard_dead_letters(download_id)
     with database.atomic():
         if download.status == lifecycle.PENDING:
             moved = Download.update(updated_at=utcnow()).where(
                 Download.id == download_id, Download.status == lifecycle.PENDING
             ).execute() and Download.get_by_id(download_id)
         elif download.status == lifecycle.DOWNLOADING:
-            moved = _apply(
-                "requeue", Download.id == download_id, Download.updated_at < queue_health.stalled_cutoff(),
-                claim_token=None,
-            )
+            moved = _apply("requeue", Download.id == download_id, stalled(), claim_token=None)
         else:
             moved = _apply("retry", Download.id == download_id, attempts=0, error=None)
         if not moved:

@@ -2,7 +2,7 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app import service
+from downloads_app import events, service
 from downloads_app.metrics import STARTED
 from downloads_app.auth import authenticate, current_user
 from downloads_app.schemas import (
@@ -14,8 +14,6 @@ from downloads_app.schemas import (
     ProgressSchema,
     StartDownloadSchema,
 )
-
-PROGRESS_FIELDS = ("id", "status", "progress", "downloaded_bytes", "file_size_bytes")
 
 blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
 blp.before_request(authenticate)
@@ -88,7 +86,7 @@ class Progress(MethodView):
     def get(self, download_id):
         """Progress of a download"""
         download = service.get_download(current_user().id, download_id)
-        return {"success": True, **{name: getattr(download, name) for name in PROGRESS_FIELDS}}
+        return events.progress_fields(download)
 
 
 # action: (service function, message on success, summary for the spec)

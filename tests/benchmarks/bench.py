@@ -29,6 +29,7 @@ from downloads_app.auth import issue_token  # noqa: E402
 from downloads_app.db import database  # noqa: E402
 from downloads_app.embedded_redis import start_redis_server  # noqa: E402
 from downloads_app.models import Content, Download, utcnow  # noqa: E402
+from downloads_app.queue import enqueue_transfer  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(32)
 WRK_SECONDS = 8
@@ -257,8 +258,7 @@ def bench_worker(run):
     def enqueue_downloads():
         with run.app.app_context():
             for download_id in ids:
-                broker.enqueue(dramatiq.Message(queue_name="downloads", actor_name="transfer_download",
-                                                args=(download_id,), kwargs={}, options={}))
+                enqueue_transfer(download_id)
 
     def all_completed():
         with run.app.app_context(), database.connection_context():
