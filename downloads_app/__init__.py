@@ -3,22 +3,21 @@ import logging
 
 from flask import Flask
 
-MAX_REQUEST_BYTES = 16 * 1024
-
-
 def create_app(test_config=None):
     """Settings from the environment, then `test_config`; extensions wired by init_app."""
     # Imported here, not at module level, so that importing a light module of this package
     # (gunicorn's config loads `downloads_app.logs` in the master) does not import Dramatiq,
     # redis and PyJWT before gevent's monkey-patching in the workers.
-    from downloads_app import api, cli, dashboard, db, events, http_errors, logs, metrics, queue
+    from downloads_app import (
+        api, cli, dashboard, db, events, http_errors, logs, metrics, queue, rate_limits, security_headers,
+    )
     from downloads_app.config import DEV_JWT_SECRET, load_settings
 
     app = Flask(__name__)
     app.config.update(load_settings())
-    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     if test_config:
         app.config.update(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     if not app.testing:
         logs.configure(app.config["LOG_FORMAT"])
     if app.config["JWT_SECRET"] == DEV_JWT_SECRET and not app.testing:
@@ -29,6 +28,8 @@ def create_app(test_config=None):
     queue.init_app(app)
     events.init_app(app)
     api.init_app(app)
+    rate_limits.init_app(app, api.BLUEPRINTS)
+    security_headers.init_app(app)
     http_errors.init_app(app)
     metrics.init_app(app)
     app.register_blueprint(dashboard.blp)

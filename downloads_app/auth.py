@@ -57,9 +57,27 @@ def bearer_token():
     return token.strip()
 
 
+def _verified_bearer():
+    """(user, None) or (None, NotAuthenticated) for the request's bearer token, decoded once."""
+    if "bearer" not in g:
+        try:
+            g.bearer = (_decode(bearer_token()), None)
+        except NotAuthenticated as exc:
+            g.bearer = (None, exc)
+    return g.bearer
+
+
 def authenticate():
     """Set `g.user` from the Authorization header, or raise NotAuthenticated."""
-    g.user = _decode(bearer_token())
+    user, error = _verified_bearer()
+    if error:
+        raise error
+    g.user = user
+
+
+def request_user():
+    """The user of the request's bearer token if it is valid, else None (the rate limits' key)."""
+    return _verified_bearer()[0]
 
 
 def authenticate_stream():

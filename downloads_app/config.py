@@ -12,6 +12,15 @@ DEFAULT_BITRATES_KBPS = "360p=667,480p=1556,720p=3333,1080p=6667,2160p=15556"
 DEV_JWT_SECRET = "insecure-development-secret-set-JWT_SECRET-in-production"
 
 
+def _origins(text):
+    """Parse `https://a.example, https://b.example` into a list (empty: CORS off)."""
+    return [origin.strip() for origin in text.split(",") if origin.strip()]
+
+
+def _flag(text):
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 def _bitrates(text):
     """Parse `360p=667,480p=1556` into {"360p": 667, ...} (kilobits per second)."""
     pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
@@ -42,7 +51,16 @@ SETTINGS = {
     "WORKER_IDLE_POLL_MS": (int, 100),
     "MIGRATIONS_DIR": (str, str(PROJECT_ROOT / "migrations")),
     "SSE_HEARTBEAT_SECONDS": (float, 15.0),
+    "SSE_MAX_STREAM_SECONDS": (float, 3_600.0),
     "LOG_FORMAT": (str, "text"),
+    # Abuse limits: request size, active downloads, rate limits (flask-limiter), browsers.
+    "MAX_REQUEST_BYTES": (int, 16 * 1024),
+    "MAX_ACTIVE_DOWNLOADS_PER_USER": (int, 0),
+    "RATELIMIT_ENABLED": (_flag, "true"),
+    "RATELIMIT_STORAGE_URI": (str, ""),  # empty: REDIS_URL
+    "RATELIMIT_START": (str, "30 per minute"),
+    "RATELIMIT_WRITES": (str, "120 per minute"),
+    "CORS_ORIGINS": (_origins, ""),
 }
 
 

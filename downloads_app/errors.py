@@ -48,6 +48,24 @@ class QuotaExceeded(ServiceError):
     status_code = 413
 
 
+class TooManyActiveDownloads(ServiceError):
+    """The user already has MAX_ACTIVE_DOWNLOADS_PER_USER downloads pending or downloading."""
+
+    status_code = 409
+
+
+class AlreadyHeld(ServiceError):
+    """A retry would make a second live download of a title and quality the user holds."""
+
+    status_code = 409
+
+
+class IdempotencyKeyReused(ServiceError):
+    """The Idempotency-Key was used before for a different title or quality."""
+
+    status_code = 422
+
+
 class InvalidTransition(ServiceError):
     """The action does not fit the download's current state."""
 

@@ -3,10 +3,12 @@ import logging
 
 import peewee
 import redis
+from flask import current_app
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from downloads_app.errors import ServiceError
+from downloads_app.rate_limits import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -15,14 +17,24 @@ def _body(message, **extra):
     return {"success": False, "message": message, **extra}
 
 
+def _first_problem(problems, path=()):
+    """(field path, message) of the first error in marshmallow's nested error dict."""
+    if isinstance(problems, list) and problems and isinstance(problems[0], str):
+        return ".".join(map(str, path)), problems[0]
+    if isinstance(problems, dict):
+        for field, inner in problems.items():
+            found = _first_problem(inner, (*path, field))
+            if found:
+                return found
+    return None
+
+
 def _describe_validation(errors):
     """First field error as a sentence, e.g. `quality: Missing data for required field.`"""
     for location in errors.values():
-        if isinstance(location, dict):
-            for field, problems in location.items():
-                problem = problems[0] if isinstance(problems, list) and problems else problems
-                if isinstance(problem, str):
-                    return f"Invalid request: {field}: {problem}"
+        found = _first_problem(location)
+        if found:
+            return f"Invalid request: {found[0]}: {found[1]}"
     return "Invalid request."
 
 
@@ -33,8 +45,13 @@ def handle_http_exception(error):
     if errors:
         return _body(data.get("message") or _describe_validation(errors), errors=errors), error.code, headers
     message = data.get("message") or error.description
-    if error.code == 413:
-        message = "The request body is too large."
+    if error.code == 405:
+        headers = {"Allow": ", ".join(error.valid_methods or ())}
+    elif error.code == 413:
+        message = f"The request body is too large (at most {current_app.config['MAX_CONTENT_LENGTH']} bytes)."
+    elif error.code == 429:  # flask-limiter adds the X-RateLimit-* headers
+        message = f"Too many requests: the limit is {error.description}. Try again later."
+        headers = {"Retry-After": str(retry_after_seconds())}
     return _body(message), error.code, headers
 
 

@@ -8,7 +8,11 @@ CANCELLED = "cancelled"
 
 STATUSES = (PENDING, DOWNLOADING, PAUSED, COMPLETED, FAILED, CANCELLED)
 
-# Downloads in these states hold their file size against the user's quota.
+# Downloads in these states count against MAX_ACTIVE_DOWNLOADS_PER_USER.
+ACTIVE = frozenset({PENDING, DOWNLOADING})
+
+# Downloads in these states hold their file size against the user's quota; starting the
+# same title and quality again returns such a download instead of making a second.
 RESERVING = frozenset({PENDING, DOWNLOADING, PAUSED, COMPLETED})
 
 # transition name: (states it may start from, state it leads to)

@@ -64,6 +64,7 @@ class Download(BaseModel):
     # Set by each claim of the transfer; a worker whose token no longer matches
     # (the download was paused, resumed and claimed again) stops writing.
     claim_token = CharField(max_length=32, null=True)
+    idempotency_key = CharField(max_length=255, null=True)  # the start's Idempotency-Key header
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
@@ -75,6 +76,7 @@ class Download(BaseModel):
             (("user_id", "status", "created_at"), False),
             (("user_id", "created_at"), False),
             (("status", "updated_at"), False),
+            (("user_id", "idempotency_key"), True),
         )
 
 

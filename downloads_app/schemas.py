@@ -2,12 +2,15 @@
 from datetime import timezone
 
 import marshmallow as ma
+from flask import current_app
 from marshmallow import fields, validate
 
 from downloads_app.catalogue import file_size_bytes
 from downloads_app.lifecycle import STATUSES
 
 MAX_PAGE_SIZE = 100
+CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
+MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
 
 
 class ByteCount(fields.Integer):
@@ -26,6 +29,32 @@ class UtcDateTime(fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class Quality(fields.String):
+    """A quality the service offers (QUALITY_BITRATES_KBPS); the spec lists them as an enum."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        quality = super()._deserialize(value, attr, data, **kwargs)
+        offered = list(current_app.config["QUALITY_BITRATES_KBPS"])
+        if quality not in offered:
+            raise ma.ValidationError(f"Must be one of: {', '.join(offered)}.")
+        return quality
+
+
+def quality_enum(app):
+    """apispec attribute function: the `enum` of Quality fields, from `app`'s settings."""
+
+    def add_enum(converter, field, **kwargs):
+        del converter, kwargs
+        return {"enum": list(app.config["QUALITY_BITRATES_KBPS"])} if isinstance(field, Quality) else {}
+
+    return add_enum
+
+
+CONTENT_ID_FORMAT = validate.Regexp(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
+# Text a person typed: no control characters (PostgreSQL refuses NUL in text, too).
+PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
+
+
 class StrictSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -35,35 +64,51 @@ class StrictSchema(ma.Schema):
 
 
 class StartDownloadSchema(StrictSchema):
-    content_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    quality = fields.String(required=True, validate=validate.Length(min=1, max=16))
+    content_id = fields.String(required=True, validate=CONTENT_ID_FORMAT)
+    quality = Quality(required=True)
 
 
-class DownloadQueryArgsSchema(ma.Schema):
-    """Unknown query parameters (cache busters and the like) are ignored."""
+class IdempotencyHeaderSchema(ma.Schema):
+    """The optional Idempotency-Key header of a start; other headers are ignored."""
 
     class Meta:
         unknown = ma.EXCLUDE
 
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Regexp(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
+        metadata={"description": "Repeat a start with the same key to get the same download back"},
+    )
+
+
+class DownloadQueryArgsSchema(StrictSchema):
+    """Unknown query parameters are refused (a misspelt filter would list everything).
+
+    Parse it with `unknown=RAISE`: webargs ignores unknown query parameters by default.
+    """
+
     status = fields.String(validate=validate.OneOf(STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    cache_buster = fields.String(data_key="_", metadata={"description": "Ignored: lets clients defeat caches"})
+
+    @ma.post_load
+    def _drop_cache_buster(self, args, **kwargs):
+        args.pop("cache_buster", None)
+        return args
 
 
 class ContentCreateSchema(StrictSchema):
-    id = fields.String(
-        required=True,
-        validate=[validate.Length(min=1, max=64), validate.Regexp(r"^[A-Za-z0-9._-]+$")],
-    )
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=CONTENT_ID_FORMAT)
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=200), PRINTABLE])
     duration_seconds = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=86_400))
-    qualities = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    qualities = fields.List(Quality(), required=True, validate=validate.Length(min=1))
 
 
 class ContentUpdateSchema(StrictSchema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
+    title = fields.String(validate=[validate.Length(min=1, max=200), PRINTABLE])
     duration_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
-    qualities = fields.List(fields.String(), validate=validate.Length(min=1))
+    qualities = fields.List(Quality(), validate=validate.Length(min=1))
 
 
 # ---------------------------------------------------------------- responses
@@ -170,6 +215,7 @@ class ErrorSchema(ma.Schema):
     status = fields.String(metadata={"description": "Current state, when an action does not fit it"})
     needed_bytes = ByteCount(metadata={"description": "When storage is short: bytes needed"})
     free_bytes = ByteCount(metadata={"description": "When storage is short: bytes free"})
+    max_active_downloads = fields.Integer(metadata={"description": "When too many downloads are active: the cap"})
 
 
 class QueueDepthSchema(ma.Schema):

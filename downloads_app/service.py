@@ -15,7 +15,15 @@ from peewee import fn
 
 from downloads_app import catalogue, events, lifecycle
 from downloads_app.db import database
-from downloads_app.errors import DownloadNotFound, InvalidTransition, QueueUnavailable, QuotaExceeded
+from downloads_app.errors import (
+    AlreadyHeld,
+    DownloadNotFound,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    QueueUnavailable,
+    QuotaExceeded,
+    TooManyActiveDownloads,
+)
 from downloads_app.logs import context
 from downloads_app.models import Download, StorageLedger, new_id, utcnow
 from downloads_app.queue import discard_dead_letters, enqueue_transfer
@@ -109,7 +117,7 @@ def _apply(transition, *conditions, **changes):
 def get_download(user_id, download_id):
     download = Download.get_or_none((Download.id == download_id) & (Download.user_id == user_id))
     if download is None:
-        raise DownloadNotFound(f"No download {download_id!r}.")
+        raise DownloadNotFound("No download with that id.")
     return download
 
 
@@ -124,6 +132,10 @@ def _user_transition(user_id, download_id, transition, enqueue=False, **changes)
                 f"Cannot {transition} a download that is {current.status}.",
                 status=current.status,
             )
+        if transition == "retry":
+            _check_not_held(download)
+        if lifecycle.target(transition) in lifecycle.ACTIVE:
+            _check_active_cap(user_id)
         if enqueue:
             # Sent inside the transaction: if Redis refuses, nothing changed. The row is
             # locked until commit, so a worker that picks the message up at once waits
@@ -156,20 +168,100 @@ def retry(user_id, download_id):
 # ---------------------------------------------------------------- user requests
 
 
-def start_download(user_id, content_id, quality):
-    """Reserve quota, record a pending download, then queue its transfer."""
+class _AlreadyStarted(Exception):
+    """Raised inside the start's transaction to roll it back: the download exists."""
+
+    def __init__(self, download):
+        super().__init__(download.id)
+        self.download = download
+
+
+def _existing_download(user_id, content_id, quality, idempotency_key):
+    """The download a start must return instead of making one, or None.
+
+    That is the download started with the same Idempotency-Key (IdempotencyKeyReused if it
+    was for another title or quality), else one of this title and quality the user holds.
+    """
+    if idempotency_key is not None:
+        keyed = Download.get_or_none(Download.user_id == user_id, Download.idempotency_key == idempotency_key)
+        if keyed is not None:
+            if (keyed.content_id, keyed.quality) != (content_id, quality):
+                raise IdempotencyKeyReused(
+                    f"The Idempotency-Key {idempotency_key!r} was used for {keyed.content_id} at "
+                    f"{keyed.quality}; use a new key for a different download."
+                )
+            return keyed
+    return _held(user_id, content_id, quality).order_by(Download.created_at.desc()).first()
+
+
+def _held(user_id, content_id, quality):
+    """The user's downloads of this title and quality that hold quota (live or completed)."""
+    return Download.select().where(
+        Download.user_id == user_id, Download.content == content_id, Download.quality == quality,
+        Download.status.in_(lifecycle.RESERVING),
+    )
+
+
+def _check_not_held(download):
+    """AlreadyHeld if the user holds another download of `download`'s title and quality."""
+    held = _held(download.user_id, download.content_id, download.quality).where(Download.id != download.id).first()
+    if held is not None:
+        raise AlreadyHeld(
+            f"You already have this title at this quality ({held.status}) in another download.",
+            status=held.status,
+        )
+
+
+def _check_active_cap(user_id):
+    """TooManyActiveDownloads if the user's pending and downloading downloads exceed the cap."""
+    cap = current_app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"]
+    if not cap:
+        return
+    # Lock the user's ledger row first, so concurrent starts and resumes count one at a time.
+    StorageLedger.update(used_bytes=StorageLedger.used_bytes).where(StorageLedger.user_id == user_id).execute()
+    active = Download.select().where(Download.user_id == user_id, Download.status.in_(lifecycle.ACTIVE)).count()
+    if active > cap:
+        raise TooManyActiveDownloads(
+            f"You have {cap} downloads pending or downloading, the most allowed at once: "
+            "wait for one to finish, or pause or cancel one.",
+            max_active_downloads=cap,
+        )
+
+
+def start_download(user_id, content_id, quality, idempotency_key=None):
+    """Reserve quota, record a pending download, then queue its transfer: (download, created).
+
+    Not created when the request repeats an Idempotency-Key, or the user already holds this
+    title at this quality (pending, downloading, paused or completed): that download is
+    returned, and nothing is reserved or queued.
+    """
     content = catalogue.get_content(content_id)
     size = catalogue.size_of(content, quality)
-    with database.atomic():
-        _reserve(user_id, size)
-        download = Download.create(
-            id=new_id(),
-            user_id=user_id,
-            content=content.id,
-            quality=quality,
-            status=lifecycle.PENDING,
-            file_size_bytes=size,
-        )
+    try:
+        with database.atomic():
+            # Reserving locks the user's ledger row until commit, so one user's starts run
+            # one at a time and the checks below cannot race with each other.
+            _reserve(user_id, size)
+            existing = _existing_download(user_id, content.id, quality, idempotency_key)
+            if existing is not None:
+                raise _AlreadyStarted(existing)
+            download = Download.create(
+                id=new_id(),
+                user_id=user_id,
+                content=content.id,
+                quality=quality,
+                status=lifecycle.PENDING,
+                file_size_bytes=size,
+                idempotency_key=idempotency_key,
+            )
+            _check_active_cap(user_id)
+    except _AlreadyStarted as started:
+        return started.download, False
+    except QuotaExceeded:
+        existing = _existing_download(user_id, content.id, quality, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
     try:
         job_id = enqueue_transfer(download.id)
     except QueueUnavailable:
@@ -180,7 +272,7 @@ def start_download(user_id, content_id, quality):
     log.info("Download %s started: %s at %s, %d bytes", download.id, content_id, quality, size,
              extra=context(download, job_id))
     events.publish("status", [download])
-    return download
+    return download, True
 
 
 def list_downloads(user_id, status=None, page=1, page_size=20):
@@ -217,7 +309,7 @@ def _delete_where(*conditions):
 def delete_download(user_id, download_id):
     count, _ = _delete_where(Download.id == download_id, Download.user_id == user_id)
     if not count:
-        raise DownloadNotFound(f"No download {download_id!r}.")
+        raise DownloadNotFound("No download with that id.")
 
 
 def cleanup(user_id):

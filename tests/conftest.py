@@ -232,6 +232,25 @@ def movie(app):
     return MOVIE
 
 
+@pytest.fixture
+def titles(app):
+    """titles(count) -> ids of `count` more titles like MOVIE, for tests that need distinct downloads."""
+    made = []
+
+    def make(count):
+        ids = [f"title-{len(made) + n}" for n in range(1, count + 1)]
+        with app.app_context():
+            for content_id in ids:
+                Content.create(
+                    id=content_id, title=content_id, duration_seconds=MOVIE["duration_seconds"],
+                    qualities=",".join(MOVIE["qualities"]),
+                )
+        made.extend(ids)
+        return ids
+
+    return make
+
+
 # ---------------------------------------------------------------- worker
 
 

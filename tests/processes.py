@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import redis
 import requests
 
 from conftest import TEST_JWT_SECRET, free_port, wait_until
@@ -47,6 +48,9 @@ class Service:
             )
 
     def start(self):
+        """Start both on an emptied Redis database: no queue or rate-limit counters of an earlier test."""
+        with redis.Redis.from_url(self.env["REDIS_URL"]) as client:
+            client.flushdb()
         self.api = self._spawn(
             "api", [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
         )

@@ -10,9 +10,9 @@ RECORD_FIELDS = {
 
 @pytest.fixture
 def start(client, auth, movie):
-    def start(quality="720p", user="alice"):
+    def start(quality="720p", user="alice", content_id="movie"):
         response = client.post(
-            "/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)
+            "/api/downloads/start", json={"content_id": content_id, "quality": quality}, headers=auth(user)
         )
         assert response.status_code == 202, response.json
         return response.json["download"]
@@ -49,8 +49,8 @@ def test_get_progress_and_storage(client, auth, start):
     }
 
 
-def test_list_filters_and_paginates(client, auth, start):
-    ids = [start()["id"] for _ in range(3)]
+def test_list_filters_and_paginates(client, auth, start, titles):
+    ids = [start(content_id=content_id)["id"] for content_id in titles(3)]
     start(user="bob")
     client.post(f"/api/downloads/{ids[0]}/cancel", headers=auth())
     body = client.get("/api/downloads?status=pending&page_size=1&page=2", headers=auth()).json
@@ -72,9 +72,9 @@ def test_delete_by_either_path_frees_the_quota(client, auth, start, path):
     assert client.delete(path.format(id=download["id"]), headers=auth()).status_code == 404
 
 
-def test_cleanup_reports_count_and_bytes_freed(client, auth, start):
+def test_cleanup_reports_count_and_bytes_freed(client, auth, start, titles):
     start(), start("480p")
-    cancelled = start()
+    cancelled = start(content_id=titles(1)[0])
     client.post(f"/api/downloads/{cancelled['id']}/cancel", headers=auth())
     start(user="bob")
     body = client.post("/api/downloads/cleanup", headers=auth()).json
@@ -86,10 +86,11 @@ def test_cleanup_reports_count_and_bytes_freed(client, auth, start):
     assert client.get("/api/storage", headers=auth("bob")).json["used_bytes"] == SIZE_720
 
 
-def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start):
+def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start, titles):
     app.config["STORAGE_QUOTA_BYTES"] = int(SIZE_720) + 1
     start()
-    response = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "720p"}, headers=auth())
+    other = titles(1)[0]
+    response = client.post("/api/downloads/start", json={"content_id": other, "quality": "720p"}, headers=auth())
     assert response.status_code == 413
     assert response.json == {
         "success": False,

@@ -40,19 +40,25 @@ def test_unknown_content_and_quality(client, auth, movie):
     assert unknown.status_code == 404 and "nope" in unknown.json["message"]
     quality = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "4320p"}, headers=auth())
     assert quality.status_code == 422
-    assert quality.json["message"] == "'A Movie' is offered in 480p, 720p, 1080p, not '4320p'."
+    assert quality.json["message"] == "Invalid request: quality: Must be one of: 360p, 480p, 720p, 1080p, 2160p."
+    lacking = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "2160p"}, headers=auth())
+    assert lacking.status_code == 422
+    assert lacking.json["message"] == "'A Movie' is offered in 480p, 720p, 1080p, not '2160p'."
 
 
 @pytest.mark.parametrize(
-    "query", ["status=bogus", "page=0", "page=x", "page_size=101", "page_size=0", "page=-1"]
+    "query", ["status=bogus", "page=0", "page=x", "page_size=101", "page_size=0", "page=-1",
+              "page=2128803865773478897004570476544"]
 )
 def test_invalid_list_queries_get_422(client, auth, query):
     response = client.get(f"/api/downloads?{query}", headers=auth())
     assert response.status_code == 422 and response.json["success"] is False
 
 
-def test_unknown_query_parameters_are_ignored(client, auth):
+def test_unknown_query_parameters_are_refused_but_a_cache_buster_is_ignored(client, auth):
     assert client.get("/api/downloads?_=1700000000", headers=auth()).status_code == 200
+    misspelt = client.get("/api/downloads?stauts=paused", headers=auth())
+    assert misspelt.status_code == 422 and misspelt.json["message"] == "Invalid request: stauts: Unknown field."
 
 
 def test_oversized_body_gets_413(client, auth, movie):
@@ -60,7 +66,7 @@ def test_oversized_body_gets_413(client, auth, movie):
         "/api/downloads/start", json={"content_id": "movie", "quality": "x" * 20_000}, headers=auth()
     )
     assert response.status_code == 413
-    assert response.json == {"success": False, "message": "The request body is too large."}
+    assert response.json == {"success": False, "message": "The request body is too large (at most 16384 bytes)."}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from conftest import PROCESS_REDIS_URL, migrated_sqlite_url, wait_until
@@ -47,8 +46,6 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def service(database_url, movie, tmp_path):
-    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
-        client.flushdb()
     # No reconciler pass during a test: the admin page, not the worker, requeues stalled downloads.
     service = Service(database_url, PROCESS_REDIS_URL, tmp_path, DOWNLOAD_SIMULATED_SECONDS=4,
                       STORAGE_QUOTA_BYTES=QUOTA, DOWNLOAD_RECONCILE_SECONDS=3600).start()
@@ -58,11 +55,15 @@ def service(database_url, movie, tmp_path):
 
 @pytest.fixture
 def page(browser):
+    """A page; the test fails if the Content-Security-Policy blocked anything on it."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    blocked = []
+    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None)
     yield page
     context.close()
+    assert blocked == []
 
 
 def progress_of(card):
@@ -104,7 +105,13 @@ def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page,
     card.locator(".badge", has_text="paused").wait_for()
     paused_at = progress_of(card)
     assert 0 < paused_at < 100
+    # The same title and quality again: the page says it is already there, and adds no card.
+    page.click("#start")
+    page.wait_for_selector("#notice:not([hidden])")
+    assert "You already have this title at this quality (paused)" in page.inner_text("#notice")
+    assert page.locator(".download").count() == 1
     # A second download does not fit the quota: the API's refusal is shown on the page.
+    page.select_option("#quality", "720p")
     page.click("#start")
     page.wait_for_selector("#error:not([hidden])")
     assert "Not enough storage" in page.inner_text("#error")
@@ -151,7 +158,7 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
     wait_until(lambda: requests.get(f"{api}/downloads/{done['id']}", headers=user, timeout=5).json()["download"]["status"] == "completed",
                timeout=20, interval=0.1)
     with app.app_context():  # a download whose worker died a minute ago
-        stalled = download_service.start_download("bob", "movie", "480p")
+        stalled, _ = download_service.start_download("bob", "movie", "480p")
         download_service.claim(stalled.id)
         Download.update(updated_at=utcnow() - timedelta(seconds=60)).where(Download.id == stalled.id).execute()
 

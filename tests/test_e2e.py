@@ -2,7 +2,6 @@
 import time
 
 import pytest
-import redis
 import requests
 
 from conftest import PROCESS_REDIS_URL, wait_until
@@ -13,8 +12,6 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def service(database_url, movie, tmp_path):
-    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
-        client.flushdb()
     service = Service(database_url, PROCESS_REDIS_URL, tmp_path).start()
     yield service
     service.stop()

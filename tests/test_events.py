@@ -50,8 +50,8 @@ def open_stream(app, client):
 
 @pytest.fixture
 def start(client, auth, movie):
-    def start(user="alice"):
-        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth(user)).json["download"]
+    def start(user="alice", quality="480p"):
+        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)).json["download"]
 
     return start
 
@@ -94,7 +94,7 @@ def test_the_all_downloads_stream_carries_only_the_callers_downloads(app, client
     stream = open_stream("/api/downloads/events", auth())
     assert stream.next_event()["data"]["id"] == mine["id"]  # snapshot of active downloads
     client.post(f"/api/downloads/{theirs['id']}/pause", headers=auth("bob"))
-    second = start()
+    second = start(quality="720p")
     event = stream.next_event()
     assert (event["data"]["id"], event["data"]["status"]) == (second["id"], "pending")
 
@@ -109,7 +109,7 @@ def test_heartbeat_comments_keep_idle_streams_open(app, start, auth, open_stream
 
 def test_reconnecting_with_last_event_id_gets_what_changed_at_once(app, client, auth, start, open_stream):
     app.config["SSE_HEARTBEAT_SECONDS"] = 0.5
-    old, changed = start(), start()
+    old, changed = start(), start(quality="720p")
     client.post(f"/api/downloads/{old['id']}/cancel", headers=auth())
     first = open_stream("/api/downloads/events", auth())
     last_id = first.next_event()["id"]

@@ -32,8 +32,8 @@ class Client:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
 
-    def start(self, quality="480p"):
-        response = self.http.post(f"{self.api}/downloads/start", json={"content_id": "movie", "quality": quality}, timeout=10)
+    def start(self, quality="480p", content_id="movie"):
+        response = self.http.post(f"{self.api}/downloads/start", json={"content_id": content_id, "quality": quality}, timeout=10)
         assert response.status_code == 202, response.text
         return response.json()["download"]["id"]
 
@@ -53,8 +53,6 @@ class Client:
 
 @pytest.fixture
 def service(database_url, movie, tmp_path):
-    with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
-        client.flushdb()
     service = Service(database_url, PROCESS_REDIS_URL, tmp_path, **FAST_RECOVERY).start()
     yield service
     service.stop()
@@ -64,9 +62,9 @@ def completions(log, download_id):
     return log.count(f"[Download Worker] Job completed: {download_id}")
 
 
-def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(service, token):
+def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(service, token, titles):
     client = Client(service, token("alice"))
-    ids = [client.start() for _ in range(4)]
+    ids = [client.start(content_id=content_id) for content_id in titles(4)]
 
     def two_under_way():
         running = [d for d in client.downloads().values() if d["status"] == "downloading" and d["progress"] >= 20]
@@ -96,9 +94,9 @@ def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(
     assert recovery_seconds < STALL_SECONDS + 4 + 8  # stall detection, then at most one 4 s transfer
 
 
-def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(service, token):
+def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(service, token, titles):
     client = Client(service, token("alice"))
-    ids = [client.start() for _ in range(2)]
+    ids = [client.start(content_id=content_id) for content_id in titles(2)]
     wait_until(
         lambda: all(d["status"] == "downloading" and d["progress"] >= 20 for d in client.downloads().values()),
         timeout=15, interval=0.05, message="both transfers under way",
@@ -116,19 +114,20 @@ def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(ser
             in service.log("worker-2")
 
 
-def test_redis_restart_that_lost_every_message_loses_no_accepted_download(database_url, movie, token, tmp_path):
+def test_redis_restart_that_lost_every_message_loses_no_accepted_download(database_url, movie, titles, token, tmp_path):
     own_redis = OwnRedis(tmp_path / "redis").start()
     service = Service(database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
     try:
         client = Client(service, token("alice"))
-        ids = [client.start() for _ in range(4)]
+        *started, refused_title, later_title = titles(6)
+        ids = [client.start(content_id=content_id) for content_id in started]
         wait_until(lambda: any(d["progress"] >= 20 for d in client.downloads().values()), timeout=15, interval=0.05)
         own_redis.stop()
-        refused = client.http.post(f"{client.api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, timeout=10)
+        refused = client.http.post(f"{client.api}/downloads/start", json={"content_id": refused_title, "quality": "480p"}, timeout=10)
         assert refused.status_code == 503 and refused.json()["success"] is False
         assert set(client.downloads()) == set(ids)  # reads still served from the database
         own_redis.start()  # empty: no persistence
-        ids.append(client.start())
+        ids.append(client.start(content_id=later_title))
         client.wait_all(ids, "completed", timeout=30)
         logs = service.worker_logs()
         assert all(completions(logs, i) == 1 for i in ids)
@@ -153,7 +152,8 @@ def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own
     app = create_app({"TESTING": True, "DATABASE_URL": own_postgres.url, "REDIS_URL": PROCESS_REDIS_URL, "JWT_SECRET": TEST_JWT_SECRET})
     with app.app_context():
         schema_migrations.upgrade()
-        Content.create(id="movie", title="A Movie", duration_seconds=1000, qualities="480p,720p")
+        for content_id in ("movie", "movie-2", "movie-3"):
+            Content.create(id=content_id, title=content_id, duration_seconds=1000, qualities="480p,720p")
         token = issue_token("alice")
     database.close_all()
     app.extensions["broker"].client.close()
@@ -162,7 +162,7 @@ def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own
     service = Service(own_postgres.url, PROCESS_REDIS_URL, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
     try:
         client = Client(service, token)
-        ids = [client.start() for _ in range(3)]
+        ids = [client.start(content_id=content_id) for content_id in ("movie", "movie-2", "movie-3")]
         wait_until(lambda: any(d["progress"] >= 20 for d in client.downloads().values()), timeout=15, interval=0.05)
         own_postgres.stop()
         for _ in range(3):  # pooled connections die one by one: every request answers 503

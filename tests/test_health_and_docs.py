@@ -14,7 +14,7 @@ def test_readyz_is_503_when_migrations_are_missing(tmp_path):
     response = app.test_client().get("/readyz")
     app.extensions["broker"].client.close()
     assert response.status_code == 503
-    assert response.json["checks"]["database"] == "migrations not applied: 001_initial, 002_last_error"
+    assert response.json["checks"]["database"] == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key"
 
 
 def test_readyz_is_503_when_redis_is_away(database_url, unused_tcp_port):

@@ -57,7 +57,8 @@ def test_upgrade_is_idempotent_and_readiness_knows_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
     with app.app_context():
-        assert schema_migrations.unapplied() == ["001_initial", "002_last_error"]
-        assert schema_migrations.upgrade() == ["001_initial", "002_last_error"]
+        applied = ["001_initial", "002_last_error", "003_idempotency_key"]
+        assert schema_migrations.unapplied() == applied
+        assert schema_migrations.upgrade() == applied
         assert schema_migrations.upgrade() == []
         assert schema_migrations.unapplied() == []

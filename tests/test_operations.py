@@ -34,13 +34,13 @@ def service(database_url, movie, tmp_path):
     service.stop()
 
 
-def test_health_metrics_and_logs_of_real_downloads(service, token):
+def test_health_metrics_and_logs_of_real_downloads(service, token, titles):
     user_token, admin_token = token("alice"), token("root", admin=True)
     user = {"Authorization": f"Bearer {user_token}"}
     api = f"{service.base}/api"
     ids = [
-        requests.post(f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=user, timeout=5).json()["download"]["id"]
-        for _ in range(3)
+        requests.post(f"{api}/downloads/start", json={"content_id": content_id, "quality": "480p"}, headers=user, timeout=5).json()["download"]["id"]
+        for content_id in ("movie", *titles(2))
     ]
 
     def health():

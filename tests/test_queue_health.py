@@ -13,8 +13,8 @@ from downloads_app.models import Download
 
 @pytest.fixture
 def start(client, auth, movie):
-    def start(user="alice"):
-        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth(user)).json["download"]["id"]
+    def start(user="alice", quality="480p"):
+        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)).json["download"]["id"]
 
     return start
 
@@ -33,7 +33,7 @@ def status_of(app, download_id):
 def test_health_counts_real_jobs_and_shows_this_worker(app, client, auth, start, worker):
     done = [start(), start("bob")]
     wait_until(lambda: all(status_of(app, i) == "completed" for i in done), message="jobs to complete")
-    start_paused = start()
+    start_paused = start(quality="720p")
     client.post(f"/api/downloads/{start_paused}/pause", headers=auth())
     body = health(client, auth)
     assert body["downloads_by_status"] == {
@@ -47,7 +47,7 @@ def test_health_counts_real_jobs_and_shows_this_worker(app, client, auth, start,
 
 
 def test_queue_depth_and_oldest_pending_without_a_worker(client, auth, start):
-    start(), start()
+    start(), start(quality="720p")
     body = health(client, auth)
     assert body["queue"]["ready"] == 2
     assert body["downloads_by_status"]["pending"] == 2

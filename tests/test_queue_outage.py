@@ -43,7 +43,8 @@ def test_start_is_503_while_redis_is_down_and_works_again_after(database_url, mo
     storage_before = client.get("/api/storage", headers=headers).json
 
     stop()
-    refused = client.post("/api/downloads/start", json=body, headers=headers)
+    another = {"content_id": "movie", "quality": "720p"}
+    refused = client.post("/api/downloads/start", json=another, headers=headers)
     assert refused.status_code == 503
     assert refused.json == {"success": False, "message": "The download queue is unavailable; try again shortly."}
     assert refused.headers["Retry-After"] == "5"
@@ -57,7 +58,7 @@ def test_start_is_503_while_redis_is_down_and_works_again_after(database_url, mo
     assert client.get("/readyz").status_code == 503
 
     start()
-    again = client.post("/api/downloads/start", json=body, headers=headers)
+    again = client.post("/api/downloads/start", json=another, headers=headers)
     assert again.status_code == 202
     with app.app_context():
         assert Download.select().where(Download.status == "pending").count() == 1

@@ -12,13 +12,16 @@ from downloads_app.models import Download, StorageLedger
 ACTIONS = {"pause": 4, "resume": 4, "cancel": 1, "retry": 2, "delete": 0.2}
 
 
-def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, auth, movie):
+def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, auth, movie, titles):
     app.config["DOWNLOAD_SIMULATED_SECONDS"] = 0.3
+    # One user fires hundreds of writes on purpose: lift the per-user rate limits.
+    app.config.update(RATELIMIT_START="100000 per minute", RATELIMIT_WRITES="100000 per minute")
     client = app.test_client()
     ids = [
-        client.post("/api/downloads/start", json={"content_id": "movie", "quality": q}, headers=auth()).json["download"]["id"]
-        for q in ("480p", "720p", "1080p") * 3
+        client.post("/api/downloads/start", json={"content_id": c, "quality": q}, headers=auth()).json["download"]["id"]
+        for c in ("movie", *titles(2)) for q in ("480p", "720p", "1080p")
     ]
+    assert len(set(ids)) == 9  # nine distinct downloads, none a repeat of another
     history = {download_id: [] for download_id in ids}
     sampling = threading.Event()
     sampling.set()

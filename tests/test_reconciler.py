@@ -29,7 +29,7 @@ def queued_ids(redis_client):
 
 
 def test_a_silent_downloading_run_goes_back_to_pending_and_is_queued(ctx, redis_client):
-    download = service.start_download("alice", "movie", "480p")
+    download, _ = service.start_download("alice", "movie", "480p")
     run = service.claim(download.id)
     service.record_progress(run, run.file_size_bytes // 2)
     redis_client.delete("dramatiq:downloads.msgs", "dramatiq:downloads")
@@ -46,7 +46,7 @@ def test_a_silent_downloading_run_goes_back_to_pending_and_is_queued(ctx, redis_
 
 
 def test_a_download_that_keeps_killing_its_worker_fails_after_max_attempts(ctx):
-    download = service.start_download("alice", "movie", "480p")
+    download, _ = service.start_download("alice", "movie", "480p")
     for attempt in range(1, ctx.config["DOWNLOAD_MAX_ATTEMPTS"] + 1):
         assert service.claim(download.id).attempts == attempt
         age(download.id, 31)
@@ -59,7 +59,7 @@ def test_a_download_that_keeps_killing_its_worker_fails_after_max_attempts(ctx):
 
 
 def test_pending_downloads_without_a_message_are_queued_after_the_longest_backoff(ctx, redis_client):
-    download = service.start_download("alice", "movie", "480p")
+    download, _ = service.start_download("alice", "movie", "480p")
     redis_client.flushdb()  # the message never made it, or Redis lost it
     age(download.id, 35)  # older than the stall time, but a retry backoff may still be running
     assert reconciler.sweep()["orphans"] == []
@@ -69,8 +69,8 @@ def test_pending_downloads_without_a_message_are_queued_after_the_longest_backof
     assert reconciler.sweep()["orphans"] == []  # touched: not queued again at once
 
 
-def test_concurrent_sweeps_queue_each_download_once(ctx, app, redis_client):
-    ids = [service.start_download("alice", "movie", "480p").id for _ in range(6)]
+def test_concurrent_sweeps_queue_each_download_once(ctx, app, redis_client, titles):
+    ids = [service.start_download("alice", content_id, "480p")[0].id for content_id in titles(6)]
     for download_id in ids[:3]:
         service.claim(download_id)
     for download_id in ids:
@@ -93,7 +93,7 @@ def test_concurrent_sweeps_queue_each_download_once(ctx, app, redis_client):
 
 
 def test_cli_reconcile_runs_one_pass(ctx, app):
-    download = service.start_download("alice", "movie", "480p")
+    download, _ = service.start_download("alice", "movie", "480p")
     service.claim(download.id)
     age(download.id, 31)
     result = app.test_cli_runner().invoke(args=["downloads", "reconcile"])

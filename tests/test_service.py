@@ -24,12 +24,13 @@ def ledger_used(user_id):
 
 
 def test_start_reserves_quota_and_queues_the_job(svc, redis_client):
-    download = svc.start_download("alice", "movie", "720p")
+    download, created = svc.start_download("alice", "movie", "720p")
+    assert created
     assert download.status == lifecycle.PENDING
     assert download.file_size_bytes == SIZE_720
     assert svc.storage("alice")["used_bytes"] == SIZE_720
     assert redis_client.hlen("dramatiq:downloads.msgs") == 1
-    assert len(download.id) == 32 and download.id != svc.start_download("alice", "movie", "720p").id
+    assert len(download.id) == 32 and download.id != svc.start_download("alice", "movie", "480p")[0].id
 
 
 def test_start_refuses_unknown_content_and_quality(svc):
@@ -40,12 +41,13 @@ def test_start_refuses_unknown_content_and_quality(svc):
     assert Download.select().count() == 0
 
 
-def test_quota_is_enforced_and_released_exactly(svc, app_ctx):
+def test_quota_is_enforced_and_released_exactly(svc, app_ctx, titles):
     app_ctx.config["STORAGE_QUOTA_BYTES"] = 2 * SIZE_720 + 5
-    first = svc.start_download("alice", "movie", "720p")
-    svc.start_download("alice", "movie", "720p")
+    one, two, three = titles(3)
+    first, _ = svc.start_download("alice", one, "720p")
+    svc.start_download("alice", two, "720p")
     with pytest.raises(QuotaExceeded) as refused:
-        svc.start_download("alice", "movie", "720p")
+        svc.start_download("alice", three, "720p")
     assert f"needs {SIZE_720} bytes and 5 are free" in refused.value.message
     assert Download.select().count() == 2
     svc.delete_download("alice", first.id)
@@ -55,7 +57,7 @@ def test_quota_is_enforced_and_released_exactly(svc, app_ctx):
 
 
 def test_users_cannot_see_or_touch_each_others_downloads(svc):
-    download = svc.start_download("alice", "movie", "480p")
+    download, _ = svc.start_download("alice", "movie", "480p")
     for action in (svc.get_download, svc.delete_download, svc.pause, svc.cancel):
         with pytest.raises(DownloadNotFound):
             action("bob", download.id)
@@ -63,8 +65,8 @@ def test_users_cannot_see_or_touch_each_others_downloads(svc):
     assert svc.get_download("alice", download.id).status == lifecycle.PENDING
 
 
-def test_list_filters_by_status_and_pages_in_the_database(svc):
-    ids = [svc.start_download("alice", "movie", "480p").id for _ in range(5)]
+def test_list_filters_by_status_and_pages_in_the_database(svc, titles):
+    ids = [svc.start_download("alice", content_id, "480p")[0].id for content_id in titles(5)]
     svc.start_download("bob", "movie", "480p")
     svc.cancel("alice", ids[0])
     rows, pagination = svc.list_downloads("alice", status="pending", page=2, page_size=3)
@@ -75,7 +77,7 @@ def test_list_filters_by_status_and_pages_in_the_database(svc):
 
 
 def test_worker_side_claim_progress_complete(svc):
-    download = svc.start_download("alice", "movie", "720p")
+    download, _ = svc.start_download("alice", "movie", "720p")
     claimed = svc.claim(download.id)
     assert claimed.status == lifecycle.DOWNLOADING and claimed.attempts == 1 and claimed.started_at
     assert svc.claim(download.id) is None  # a second delivery does not start a second run
@@ -88,7 +90,7 @@ def test_worker_side_claim_progress_complete(svc):
 
 
 def test_a_stale_claim_cannot_write_after_pause_and_resume(svc):
-    download = svc.start_download("alice", "movie", "720p")
+    download, _ = svc.start_download("alice", "movie", "720p")
     old_run = svc.claim(download.id)
     svc.pause("alice", download.id)
     svc.resume("alice", download.id)
@@ -99,7 +101,7 @@ def test_a_stale_claim_cannot_write_after_pause_and_resume(svc):
 
 
 def test_deleted_download_stops_the_worker(svc):
-    download = svc.start_download("alice", "movie", "720p")
+    download, _ = svc.start_download("alice", "movie", "720p")
     run = svc.claim(download.id)
     svc.delete_download("alice", download.id)
     assert not svc.record_progress(run, 10)
@@ -108,7 +110,7 @@ def test_deleted_download_stops_the_worker(svc):
 
 
 def test_failures_requeue_until_attempts_are_spent_then_fail_and_release(svc, app_ctx):
-    download = svc.start_download("alice", "movie", "720p")
+    download, _ = svc.start_download("alice", "movie", "720p")
     for attempt in range(1, 4):
         run = svc.claim(download.id)
         assert run.attempts == attempt
@@ -127,7 +129,7 @@ def test_failures_requeue_until_attempts_are_spent_then_fail_and_release(svc, ap
     [("resume", "pending"), ("retry", "pending"), ("pause", "completed"), ("cancel", "completed")],
 )
 def test_actions_that_do_not_fit_the_state_are_refused(svc, action, from_status):
-    download = svc.start_download("alice", "movie", "480p")
+    download, _ = svc.start_download("alice", "movie", "480p")
     if from_status == "completed":
         svc.complete(svc.claim(download.id))
     with pytest.raises(InvalidTransition) as refused:
@@ -137,7 +139,7 @@ def test_actions_that_do_not_fit_the_state_are_refused(svc, action, from_status)
 
 def test_retry_rechecks_the_quota(svc, app_ctx):
     app_ctx.config["STORAGE_QUOTA_BYTES"] = SIZE_720
-    first = svc.start_download("alice", "movie", "720p")
+    first, _ = svc.start_download("alice", "movie", "720p")
     svc.cancel("alice", first.id)
     svc.start_download("alice", "movie", "720p")
     with pytest.raises(QuotaExceeded):

@@ -8,8 +8,8 @@ from downloads_app.models import Download, StorageLedger
 
 @pytest.fixture
 def start(client, auth, movie):
-    def start(quality="480p"):
-        response = client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth())
+    def start(quality="480p", content_id="movie"):
+        response = client.post("/api/downloads/start", json={"content_id": content_id, "quality": quality}, headers=auth())
         return response.json["download"]["id"]
 
     return start
@@ -49,9 +49,9 @@ def test_a_download_goes_pending_downloading_completed_with_rising_progress(app,
     assert done.attempts == 1 and done.completed_at >= done.started_at and done.error is None
 
 
-def test_two_threads_run_two_transfers_at_once(app, worker, start):
+def test_two_threads_run_two_transfers_at_once(app, worker, start, titles):
     app.config["DOWNLOAD_SIMULATED_SECONDS"] = 1.0
-    ids = [start() for _ in range(3)]
+    ids = [start(content_id=content_id) for content_id in titles(3)]
 
     def downloading():
         with app.app_context():

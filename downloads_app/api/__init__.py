@@ -3,8 +3,8 @@ import flask_smorest
 from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from downloads_app.api import contents, downloads, events, health, queue, storage
-from downloads_app.schemas import ByteCount, ErrorSchema
+from downloads_app.api import contents, converters, downloads, events, health, queue, storage
+from downloads_app.schemas import ByteCount, ErrorSchema, quality_enum
 
 BLUEPRINTS = (downloads.blp, events.blp, storage.blp, contents.blp, queue.blp, health.blp)
 
@@ -33,6 +33,8 @@ API_CONFIG = {
 
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
+    # No catch-all `default` response: each operation lists the error statuses it sends.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
 
 swagger_assets = Blueprint("swagger_assets", __name__)
@@ -47,7 +49,9 @@ def init_app(app):
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     api = Api(app)
+    converters.init_app(app, api)
     api.register_field(ByteCount, "string", None)
+    api.ma_plugin.converter.add_attribute_function(quality_enum(app))
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     app.register_blueprint(swagger_assets)

@@ -1,15 +1,19 @@
 """Routes of /api/downloads: start, list, inspect, control and delete downloads."""
+import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app import events, service
-from downloads_app.metrics import STARTED
+from downloads_app.api.refusals import JSON_BODY, SIGNED_IN, WRITE, refusals
 from downloads_app.auth import authenticate, current_user
+from downloads_app.metrics import STARTED
+from downloads_app.rate_limits import limit_starts
 from downloads_app.schemas import (
     CleanupSchema,
     DownloadEnvelopeSchema,
     DownloadListSchema,
     DownloadQueryArgsSchema,
+    IdempotencyHeaderSchema,
     MessageSchema,
     ProgressSchema,
     StartDownloadSchema,
@@ -21,8 +25,9 @@ blp.before_request(authenticate)
 
 @blp.route("")
 class Downloads(MethodView):
-    @blp.arguments(DownloadQueryArgsSchema, location="query")
+    @blp.arguments(DownloadQueryArgsSchema, location="query", unknown=ma.RAISE)
     @blp.response(200, DownloadListSchema)
+    @refusals(blp, SIGNED_IN)
     def get(self, args):
         """List your downloads, newest first, optionally by status"""
         downloads, pagination = service.list_downloads(current_user().id, **args)
@@ -31,18 +36,38 @@ class Downloads(MethodView):
 
 @blp.route("/start")
 class StartDownload(MethodView):
+    @limit_starts
     @blp.arguments(StartDownloadSchema)
-    @blp.response(202, DownloadEnvelopeSchema)
-    def post(self, body):
-        """Start downloading a title at a quality; the transfer runs in the background"""
-        download = service.start_download(current_user().id, body["content_id"], body["quality"])
-        STARTED.inc()
-        return {"success": True, "message": "Download started", "download": download}
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.response(202, DownloadEnvelopeSchema, description="Started: a new pending download")
+    @blp.alt_response(
+        200, schema=DownloadEnvelopeSchema, success=True,
+        description="Not started again: the download of an earlier start with the same "
+        "Idempotency-Key, or the one you already hold of this title and quality",
+    )
+    @refusals(blp, WRITE, JSON_BODY, (404, 409))
+    def post(self, body, headers):
+        """Start downloading a title at a quality; the transfer runs in the background
+
+        A repeat with the same `Idempotency-Key`, or a start of a title and quality you already
+        have pending, downloading, paused or completed, returns that download with 200.
+        """
+        key = headers.get("idempotency_key")
+        download, created = service.start_download(current_user().id, body["content_id"], body["quality"], key)
+        if created:
+            STARTED.inc()
+            return {"success": True, "message": "Download started", "download": download}
+        if key is not None and download.idempotency_key == key:
+            message = "Download already started with this Idempotency-Key"
+        else:
+            message = f"You already have this title at this quality ({download.status}): no new download"
+        return {"success": True, "message": message, "download": download}, 200
 
 
 @blp.route("/cleanup")
 class Cleanup(MethodView):
     @blp.response(200, CleanupSchema)
+    @refusals(blp, WRITE)
     def post(self):
         """Delete all your downloads and free their storage"""
         count, freed = service.cleanup(current_user().id)
@@ -59,30 +84,34 @@ def _delete(download_id):
     return {"success": True, "message": "Download deleted"}
 
 
-@blp.route("/<download_id>")
+@blp.route("/<download_id:download_id>")
 class DownloadById(MethodView):
     @blp.response(200, DownloadEnvelopeSchema)
+    @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """One of your downloads"""
         return {"success": True, "download": service.get_download(current_user().id, download_id)}
 
     @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
         """Delete a download and free its storage"""
         return _delete(download_id)
 
 
-@blp.route("/<download_id>/delete")
+@blp.route("/<download_id:download_id>/delete")
 class DeleteDownload(MethodView):
     @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
         """Delete a download and free its storage (the seed's path)"""
         return _delete(download_id)
 
 
-@blp.route("/<download_id>/progress")
+@blp.route("/<download_id:download_id>/progress")
 class Progress(MethodView):
     @blp.response(200, ProgressSchema)
+    @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """Progress of a download"""
         download = service.get_download(current_user().id, download_id)
@@ -108,6 +137,8 @@ def _action_view(action, change, message, summary):
 
 
 for _action, (_change, _message, _summary) in ACTIONS.items():
-    blp.route(f"/<download_id>/{_action}", methods=["POST"])(
-        blp.response(200, DownloadEnvelopeSchema)(_action_view(_action, _change, _message, _summary))
+    blp.route(f"/<download_id:download_id>/{_action}", methods=["POST"])(
+        blp.response(200, DownloadEnvelopeSchema)(
+            refusals(blp, WRITE, (404, 409))(_action_view(_action, _change, _message, _summary))
+        )
     )

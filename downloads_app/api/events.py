@@ -1,5 +1,6 @@
 """Server-Sent Event streams of download progress and state, and the browser's stream cookie."""
 import queue
+import time
 from datetime import datetime, timezone
 
 from flask import Response, current_app, request
@@ -7,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app import events, lifecycle, service
+from downloads_app.api.refusals import SIGNED_IN, WRITE, refusals
 from downloads_app.auth import (
     STREAM_COOKIE,
     authenticate,
@@ -58,16 +60,21 @@ def _stream(user_id, download_id=None):
         raise
     database.close()  # an idle stream holds no database connection
 
+    # Streams end after SSE_MAX_STREAM_SECONDS; clients reconnect with Last-Event-ID, so
+    # no connection pins one API process for ever and deploys drain.
+    ends_at = time.monotonic() + current_app.config["SSE_MAX_STREAM_SECONDS"]
+
     def generate():
         try:
             yield "retry: 2000\n\n"
             for message in snapshot:
                 yield events.format_sse(message)
-            while True:
+            while (left := ends_at - time.monotonic()) > 0:
                 try:
-                    message = subscription.get(timeout=heartbeat)
+                    message = subscription.get(timeout=min(heartbeat, left))
                 except queue.Empty:
-                    yield ": heartbeat\n\n"
+                    if ends_at > time.monotonic():
+                        yield ": heartbeat\n\n"
                     continue
                 if message is events.END_OF_STREAM:
                     return
@@ -86,15 +93,17 @@ def _stream(user_id, download_id=None):
 @blp.route("/downloads/events")
 class AllEvents(MethodView):
     @blp.doc(responses={"200": STREAM_DOC})
+    @refusals(blp, SIGNED_IN)
     def get(self):
         """Stream progress and state changes of all your downloads"""
         authenticate_stream()
         return _stream(current_user().id)
 
 
-@blp.route("/downloads/<download_id>/events")
+@blp.route("/downloads/<download_id:download_id>/events")
 class DownloadEvents(MethodView):
     @blp.doc(responses={"200": STREAM_DOC})
+    @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """Stream progress and state changes of one download"""
         authenticate_stream()
@@ -104,6 +113,7 @@ class DownloadEvents(MethodView):
 @blp.route("/session")
 class StreamSession(MethodView):
     @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE)
     def post(self):
         """Set an HttpOnly cookie with your token, for EventSource (which cannot send headers)"""
         authenticate()
@@ -115,7 +125,9 @@ class StreamSession(MethodView):
         )
         return response
 
+    @blp.doc(security=[])
     @blp.response(200, MessageSchema)
+    @refusals(blp, (429,))
     def delete(self):
         """Remove the stream cookie"""
         response = current_app.make_response({"success": True, "message": "Stream cookie removed"})

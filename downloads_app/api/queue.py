@@ -3,6 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app import queue_health, service
+from downloads_app.api.refusals import ADMIN, SIGNED_IN, WRITE, refusals
 from downloads_app.auth import admin_required, authenticate
 from downloads_app.schemas import DownloadEnvelopeSchema, QueueHealthSchema
 
@@ -14,15 +15,17 @@ blp.before_request(authenticate)
 class QueueHealth(MethodView):
     @admin_required
     @blp.response(200, QueueHealthSchema)
+    @refusals(blp, SIGNED_IN, ADMIN)
     def get(self):
         """Queue depths, dead letters, live workers, downloads by state, stalled downloads (admin)"""
         return {"success": True, **queue_health.snapshot()}
 
 
-@blp.route("/downloads/<download_id>/requeue")
+@blp.route("/downloads/<download_id:download_id>/requeue")
 class Requeue(MethodView):
     @admin_required
     @blp.response(200, DownloadEnvelopeSchema)
+    @refusals(blp, WRITE, ADMIN, (404, 409))
     def post(self, download_id):
         """Queue a stalled, pending, dead-lettered or failed download again (admin)"""
         return {"success": True, "message": "Download requeued", "download": service.requeue(download_id)}

@@ -20,11 +20,14 @@ function humanSeconds(s) {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m left`;
 }
 
-function showError(message) {
-  const box = $("error");
+function show(id, message) {
+  const box = $(id);
   box.textContent = message || "";
   box.hidden = !message;
 }
+
+const showError = (message) => show("error", message);
+const showNotice = (message) => show("notice", message);
 
 async function api(method, path, body) {
   const options = { method, headers: { Authorization: `Bearer ${state.token}` } };
@@ -205,6 +208,8 @@ async function startDownload(event) {
   await guarded(async () => {
     const data = await api("POST", "/api/downloads/start", { content_id: $("content").value, quality: $("quality").value });
     render(data.download);
+    // A title and quality already held comes back instead of a new download: say so.
+    showNotice(data.message === "Download started" ? "" : data.message);
     await refreshStorage();
   });
 }

@@ -1,0 +1,193 @@
+"""Every route × every kind of credential: the expected status, and nothing leaked in the body.
+
+Credentials: none, expired, signed with another secret, `alg: none`, another user's token,
+a user's token on admin routes, and the owner's (or an admin's) token. A refused request
+leaves the owner's download as it was, and no body names the owner or their download or
+carries a stack trace.
+"""
+import base64
+import json
+from dataclasses import dataclass
+
+import jwt
+import pytest
+
+from downloads_app import service
+from downloads_app.auth import issue_token
+from downloads_app.models import Content, Download
+
+OWNER, OTHER = "alice", "bob"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # {id}: the owner's download, {content}: a title
+    status: int  # the owner's (or for admin routes, the admin's) answer
+    admin: bool = False
+    body: dict = None
+    state: str = "pending"  # the owner's download before the request
+    per_download: bool = False  # another user gets 404 (their token finds no such download)
+
+
+# (method, Flask rule) -> how to call it; every API route of the app is listed here.
+ROUTES = {
+    ("GET", "/api/downloads"): Route("/api/downloads", 200),
+    ("POST", "/api/downloads/start"): Route(
+        "/api/downloads/start", 202, body={"content_id": "movie", "quality": "1080p"}
+    ),
+    ("POST", "/api/downloads/cleanup"): Route("/api/downloads/cleanup", 200),
+    ("GET", "/api/downloads/events"): Route("/api/downloads/events", 200),
+    ("GET", "/api/downloads/<download_id:download_id>"): Route("/api/downloads/{id}", 200, per_download=True),
+    ("DELETE", "/api/downloads/<download_id:download_id>"): Route("/api/downloads/{id}", 200, per_download=True),
+    ("DELETE", "/api/downloads/<download_id:download_id>/delete"): Route("/api/downloads/{id}/delete", 200, per_download=True),
+    ("GET", "/api/downloads/<download_id:download_id>/progress"): Route("/api/downloads/{id}/progress", 200, per_download=True),
+    ("GET", "/api/downloads/<download_id:download_id>/events"): Route("/api/downloads/{id}/events", 200, per_download=True),
+    ("POST", "/api/downloads/<download_id:download_id>/pause"): Route("/api/downloads/{id}/pause", 200, per_download=True),
+    ("POST", "/api/downloads/<download_id:download_id>/resume"): Route(
+        "/api/downloads/{id}/resume", 200, state="paused", per_download=True
+    ),
+    ("POST", "/api/downloads/<download_id:download_id>/cancel"): Route("/api/downloads/{id}/cancel", 200, per_download=True),
+    ("POST", "/api/downloads/<download_id:download_id>/retry"): Route(
+        "/api/downloads/{id}/retry", 200, state="cancelled", per_download=True
+    ),
+    ("GET", "/api/storage"): Route("/api/storage", 200),
+    ("POST", "/api/session"): Route("/api/session", 200),
+    ("GET", "/api/contents"): Route("/api/contents", 200),
+    ("GET", "/api/contents/<content_id:content_id>"): Route("/api/contents/{content}", 200),
+    ("POST", "/api/contents"): Route(
+        "/api/contents", 201, admin=True,
+        body={"id": "new-title", "title": "New", "duration_seconds": 60, "qualities": ["480p"]},
+    ),
+    ("PATCH", "/api/contents/<content_id:content_id>"): Route(
+        "/api/contents/{content}", 200, admin=True, body={"title": "Renamed"}
+    ),
+    ("DELETE", "/api/contents/<content_id:content_id>"): Route("/api/contents/spare", 200, admin=True),
+    ("GET", "/api/queue/health"): Route("/api/queue/health", 200, admin=True),
+    ("POST", "/api/queue/downloads/<download_id:download_id>/requeue"): Route(
+        "/api/queue/downloads/{id}/requeue", 200, admin=True
+    ),
+}
+
+# Pages, probes, the spec and assets: answered without any credential. Removing the
+# stream cookie needs none either (it only clears a cookie of the caller's own browser).
+PUBLIC = {
+    ("GET", "/"): "/",
+    ("GET", "/admin"): "/admin",
+    ("GET", "/dashboard/<path:filename>"): "/dashboard/app.js",
+    ("GET", "/static/<path:filename>"): "/static/dashboard/app.css",
+    ("GET", "/docs"): "/docs",
+    ("GET", "/docs/assets/<path:filename>"): "/docs/assets/swagger-ui.css",
+    ("GET", "/openapi.json"): "/openapi.json",
+    ("GET", "/healthz"): "/healthz",
+    ("GET", "/readyz"): "/readyz",
+    ("GET", "/metrics"): "/metrics",
+    ("DELETE", "/api/session"): "/api/session",
+}
+
+
+def _alg_none_token(user_id):
+    """An unsigned token (`alg: none`) claiming to be `user_id`."""
+    def encode(part):
+        return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+    return f"{encode({'alg': 'none', 'typ': 'JWT'})}.{encode({'sub': user_id, 'exp': 4102444800, 'role': 'admin'})}."
+
+
+def credentials(app):
+    """kind -> Authorization header value (None: no header)."""
+    with app.app_context():
+        return {
+            "none": None,
+            "expired": f"Bearer {issue_token(OWNER, admin=True, ttl_seconds=-60)}",
+            "bad signature": "Bearer " + jwt.encode(
+                {"sub": OWNER, "exp": 4102444800, "role": "admin"}, "another-secret-" + "y" * 60, algorithm="HS256"
+            ),
+            "alg none": f"Bearer {_alg_none_token(OWNER)}",
+            "other user": f"Bearer {issue_token(OTHER)}",
+            "user on admin route": f"Bearer {issue_token(OWNER)}",
+            "owner": f"Bearer {issue_token(OWNER)}",
+            "admin": f"Bearer {issue_token(OWNER, admin=True)}",
+        }
+
+
+def expected_refusals(route):
+    """kind -> status for every credential that must not get the owner's answer."""
+    refusals = {"none": 401, "expired": 401, "bad signature": 401, "alg none": 401}
+    if route.admin:
+        refusals.update({"other user": 403, "user on admin route": 403})
+    elif route.per_download:
+        refusals["other user"] = 404
+    else:
+        refusals["other user"] = route.status  # allowed, but sees only their own
+    return refusals
+
+
+@pytest.fixture
+def owned(app, movie):
+    """The owner's download, in a given state; a spare title no download uses."""
+
+    def make(state):
+        with app.app_context():
+            Content.create(id="spare", title="Spare", duration_seconds=60, qualities="480p")
+            download, _ = service.start_download(OWNER, "movie", "720p")
+            if state == "paused":
+                service.pause(OWNER, download.id)
+            elif state == "cancelled":
+                service.cancel(OWNER, download.id)
+            return Download.get_by_id(download.id)
+
+    return make
+
+
+def _call(client, method, path, header, body=None):
+    """The answer, read to its end and closed (file and stream answers hold resources)."""
+    headers = {"Authorization": header} if header else {}
+    response = client.open(path, method=method, headers=headers, json=body)
+    response.get_data()
+    response.close()
+    return response
+
+
+def _assert_nothing_leaked(response, download):
+    text = response.get_data(as_text=True)
+    assert download.id not in text and OWNER not in text, text
+    assert "Traceback" not in text and 'File "' not in text, text
+    if response.status_code >= 400:
+        assert response.is_json and response.json["success"] is False and response.json["message"]
+
+
+def test_every_route_is_in_the_matrix(app):
+    rules = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert rules == set(ROUTES) | set(PUBLIC)
+
+
+@pytest.mark.parametrize("method, rule", list(ROUTES), ids=[f"{m} {r}" for m, r in ROUTES])
+def test_route_answers_each_credential_as_expected(app, client, owned, redis_client, method, rule):
+    app.config["SSE_MAX_STREAM_SECONDS"] = 0.05  # a stream's body is read to its end
+    route = ROUTES[(method, rule)]
+    download = owned(route.state)
+    path = route.path.format(id=download.id, content="movie")
+    tokens = credentials(app)
+    for kind, status in expected_refusals(route).items():
+        response = _call(client, method, path, tokens[kind], route.body)
+        assert response.status_code == status, (kind, response.get_data(as_text=True))
+        _assert_nothing_leaked(response, download)
+        if status == 401:
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        with app.app_context():
+            after = Download.get_or_none(Download.id == download.id)
+        assert after is not None and after.status == download.status, kind  # nothing changed
+    owner = _call(client, method, path, tokens["admin" if route.admin else "owner"], route.body)
+    assert owner.status_code == route.status, owner.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method, rule", list(PUBLIC), ids=[f"{m} {r}" for m, r in PUBLIC])
+def test_public_routes_need_no_credential(app, client, movie, method, rule):
+    for header in (None, "Bearer not-a-token"):
+        response = _call(client, method, PUBLIC[(method, rule)], header)
+        assert response.status_code == 200, response.get_data(as_text=True)[:200]
+
