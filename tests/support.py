@@ -1,0 +1,22 @@
+"""Helpers shared by the tests, the test servers and the benchmarks (no side effects on import)."""
+import socket
+import time
+from contextlib import closing
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def free_port():
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
