@@ -17,13 +17,8 @@ from dramatiq.middleware.prometheus import Prometheus  # noqa: E402
 
 from actors.worker_hooks import WorkerHooks  # noqa: E402
 from downloads_app import create_app  # noqa: E402
-from downloads_app.transfer import TRANSPORTS  # noqa: E402
 
 app = create_app()
-if app.config["DOWNLOAD_TRANSPORT"] not in TRANSPORTS:
-    raise SystemExit(
-        f"DOWNLOAD_TRANSPORT={app.config['DOWNLOAD_TRANSPORT']!r}; expected one of {sorted(TRANSPORTS)}"
-    )
 broker = app.extensions["broker"]
 worker_hooks = WorkerHooks(app)
 broker.add_middleware(Prometheus())

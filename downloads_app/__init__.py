@@ -9,7 +9,7 @@ def create_app(test_config=None):
     # (gunicorn's config loads `downloads_app.logs` in the master) does not import Dramatiq,
     # redis and PyJWT before gevent's monkey-patching in the workers.
     from downloads_app import (
-        api, cli, dashboard, db, events, http_errors, logs, metrics, queue, rate_limits, security_headers,
+        api, catalogue, cli, dashboard, db, events, http_errors, logs, metrics, queue, rate_limits, security_headers,
     )
     from downloads_app.config import DEV_JWT_SECRET, load_settings
 
@@ -18,6 +18,8 @@ def create_app(test_config=None):
     if test_config:
         app.config.update(test_config)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
+    if problem := catalogue.transport_problem(app.config):
+        raise SystemExit(problem)  # at start-up, not at the first download
     if not app.testing:
         logs.configure(app.config["LOG_FORMAT"])
     if app.config["JWT_SECRET"] == DEV_JWT_SECRET and not app.testing:

@@ -1,10 +1,14 @@
-"""The catalogue of titles: listing, admin changes, and the size of a title at a quality."""
+"""The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
 from flask import current_app
 from peewee import IntegrityError
 
+from downloads_app import transports
 from downloads_app.db import database
-from downloads_app.errors import ContentExists, ContentInUse, ContentNotFound, QualityNotOffered
-from downloads_app.models import Content, Download
+from downloads_app.errors import ContentExists, ContentInUse, ContentNotFound, OriginUnusable, QualityNotOffered
+from downloads_app.models import Content, ContentSource, Download
+
+# DOWNLOAD_TRANSPORT: the schemes DOWNLOAD_ORIGIN_URL must have for it.
+TRANSPORT_SCHEMES = {"simulated": (), "http": ("http://", "https://"), "s3": ("s3://",)}
 
 
 def offered_qualities():
@@ -28,13 +32,84 @@ def get_content(content_id):
     return content
 
 
-def size_of(content, quality):
-    """Bytes of `content` at `quality`; QualityNotOffered if the title lacks it."""
+def _check_offered(content, quality):
     if quality not in content.quality_list:
         raise QualityNotOffered(
             f"{content.title!r} is offered in {', '.join(content.quality_list)}, not {quality!r}."
         )
-    return file_size_bytes(content.duration_seconds, quality)
+
+
+def size_of(content, quality):
+    """Bytes of `content` at `quality`: its source file's, else duration × bitrate."""
+    _check_offered(content, quality)
+    source = ContentSource.get_or_none(ContentSource.content == content.id, ContentSource.quality == quality)
+    return source.size_bytes if source else file_size_bytes(content.duration_seconds, quality)
+
+
+def sizes(content):
+    """{quality: bytes} of `content`, in one query for its sources."""
+    sources = {s.quality: s.size_bytes for s in ContentSource.select().where(ContentSource.content == content.id)}
+    return {q: sources.get(q) or file_size_bytes(content.duration_seconds, q) for q in content.quality_list}
+
+
+def transport_problem(config):
+    """Why DOWNLOAD_TRANSPORT and DOWNLOAD_ORIGIN_URL cannot work together, or None."""
+    transport, base = config["DOWNLOAD_TRANSPORT"], config["DOWNLOAD_ORIGIN_URL"]
+    if transport not in TRANSPORT_SCHEMES:
+        return f"DOWNLOAD_TRANSPORT={transport!r}; expected one of {', '.join(TRANSPORT_SCHEMES)}"
+    schemes = TRANSPORT_SCHEMES[transport]
+    if schemes and not base.startswith(schemes):
+        return (f"DOWNLOAD_TRANSPORT={transport!r} needs DOWNLOAD_ORIGIN_URL starting with "
+                f"{' or '.join(schemes)}, not {base!r}")
+    return None
+
+
+def source_for(content_id, quality, size_bytes):
+    """Where the file of `content_id` at `quality` comes from (a ContentSource, maybe unsaved); None: simulated.
+
+    The catalogue's source for the title and quality if it has one, else
+    DOWNLOAD_ORIGIN_URL/<content id>/<quality> when DOWNLOAD_TRANSPORT is http or s3.
+    """
+    source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
+    config = current_app.config
+    if source is not None or config["DOWNLOAD_TRANSPORT"] == "simulated":
+        return source
+    problem = transport_problem(config)
+    if problem:
+        raise OriginUnusable(problem)
+    location = f"{config['DOWNLOAD_ORIGIN_URL'].rstrip('/')}/{content_id}/{quality}"
+    return ContentSource(content=content_id, quality=quality, size_bytes=size_bytes, location=location)
+
+
+def set_source(content_id, quality, location, size_bytes=None, sha256=None, content_type=None):
+    """Record where `content_id` at `quality` lives; without `size_bytes`, ask the origin."""
+    content = get_content(content_id)
+    _check_offered(content, quality)
+    if size_bytes is None:
+        config = current_app.config
+        try:
+            with transports.open_range(
+                location, connect_timeout=config["DOWNLOAD_CONNECT_TIMEOUT_SECONDS"],
+                read_timeout=config["DOWNLOAD_READ_TIMEOUT_SECONDS"],
+            ) as answer:
+                size_bytes, content_type = answer.total_size, content_type or answer.content_type
+        except transports.OriginError as exc:
+            raise OriginUnusable(f"The origin did not serve {location}: {exc}") from exc
+    fields = {"location": location, "size_bytes": size_bytes, "sha256": sha256, "content_type": content_type}
+    with database.atomic():
+        ContentSource.insert(content=content.id, quality=quality, **fields).on_conflict(
+            conflict_target=[ContentSource.content, ContentSource.quality], update=fields,
+        ).execute()
+    return ContentSource.get(ContentSource.content == content.id, ContentSource.quality == quality)
+
+
+def delete_source(content_id, quality):
+    """Forget where a quality's file lives (downloads of it are simulated or use DOWNLOAD_ORIGIN_URL)."""
+    deleted = ContentSource.delete().where(
+        ContentSource.content == get_content(content_id).id, ContentSource.quality == quality
+    ).execute()
+    if not deleted:
+        raise ContentNotFound(f"No source for {content_id!r} at {quality!r}.")
 
 
 def _check_qualities(qualities):
@@ -73,4 +148,5 @@ def delete_content(content_id):
             raise ContentInUse(
                 f"{content.title!r} still has downloads; it can be removed once they are deleted."
             )
+        ContentSource.delete().where(ContentSource.content == content.id).execute()
         content.delete_instance()

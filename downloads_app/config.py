@@ -39,6 +39,16 @@ SETTINGS = {
     "STORAGE_QUOTA_BYTES": (int, 50_000_000_000),
     "QUALITY_BITRATES_KBPS": (_bitrates, DEFAULT_BITRATES_KBPS),
     "DOWNLOAD_TRANSPORT": (str, "simulated"),
+    # Real transfers: where files come from when the catalogue names no source, where they go.
+    "DOWNLOAD_ORIGIN_URL": (str, ""),
+    "STORAGE_DIR": (str, str(VAR_DIR / "storage")),
+    "STORAGE_FREE_MARGIN_BYTES": (int, 1_000_000_000),
+    "DOWNLOAD_CONNECT_TIMEOUT_SECONDS": (float, 10.0),
+    "DOWNLOAD_READ_TIMEOUT_SECONDS": (float, 20.0),  # below DOWNLOAD_STALL_SECONDS
+    "DOWNLOAD_CHUNK_BYTES": (int, 256 * 1024),
+    "DOWNLOAD_PROGRESS_BYTES": (int, 1024 * 1024),
+    "DOWNLOAD_MAX_BYTES_PER_SECOND": (int, 0),
+    "DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND": (int, 0),
     "DOWNLOAD_SIMULATED_SECONDS": (float, 5.0),
     "DOWNLOAD_MAX_ATTEMPTS": (int, 5),
     "DOWNLOAD_RETRY_MIN_BACKOFF_MS": (int, 1_000),

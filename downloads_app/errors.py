@@ -66,6 +66,18 @@ class IdempotencyKeyReused(ServiceError):
     status_code = 422
 
 
+class OriginUnusable(ServiceError):
+    """The file's origin cannot be used: misconfigured, or it did not serve the file."""
+
+    status_code = 422
+
+
+class InsufficientStorage(ServiceError):
+    """STORAGE_DIR has too little free space for the file (plus STORAGE_FREE_MARGIN_BYTES)."""
+
+    status_code = 507
+
+
 class InvalidTransition(ServiceError):
     """The action does not fit the download's current state."""
 
@@ -76,6 +88,12 @@ class QueueUnavailable(ServiceError):
     """Redis (the job queue) did not answer."""
 
     status_code = 503
+
+
+class NoStoredFile(ServiceError):
+    """The download has no file to serve: not completed, or moved by the simulated transport."""
+
+    status_code = 409
 
 
 class NotAuthenticated(ServiceError):

@@ -65,6 +65,7 @@ class Download(BaseModel):
     # (the download was paused, resumed and claimed again) stops writing.
     claim_token = CharField(max_length=32, null=True)
     idempotency_key = CharField(max_length=255, null=True)  # the start's Idempotency-Key header
+    sha256 = CharField(max_length=64, null=True)  # of the stored file, once verified
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
@@ -80,6 +81,21 @@ class Download(BaseModel):
         )
 
 
+class ContentSource(BaseModel):
+    """Where the file of a title at one quality lives: an http(s):// URL or s3://bucket/key."""
+
+    content = ForeignKeyField(Content, column_name="content_id", backref="sources")
+    quality = CharField(max_length=16)
+    location = CharField(max_length=2048)
+    size_bytes = BigIntegerField()
+    sha256 = CharField(max_length=64, null=True)  # hex; checked after every transfer when set
+    content_type = CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "content_sources"
+        indexes = ((("content_id", "quality"), True),)
+
+
 class StorageLedger(BaseModel):
     """Bytes a user has reserved; kept in step with every download transition."""
 
@@ -91,4 +107,4 @@ class StorageLedger(BaseModel):
         table_name = "storage_ledger"
 
 
-MODELS = (Content, Download, StorageLedger)
+MODELS = (Content, ContentSource, Download, StorageLedger)

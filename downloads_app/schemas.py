@@ -5,7 +5,7 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate
 
-from downloads_app.catalogue import file_size_bytes
+from downloads_app.catalogue import sizes
 from downloads_app.lifecycle import STATUSES
 
 MAX_PAGE_SIZE = 100
@@ -14,10 +14,10 @@ MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
 
 
 class ByteCount(fields.Integer):
-    """A byte count, sent as a decimal string so no client loses precision."""
+    """A byte count, as a decimal string both ways, so no client loses precision."""
 
     def __init__(self, **kwargs):
-        super().__init__(strict=True, as_string=True, **kwargs)
+        super().__init__(as_string=True, **kwargs)
 
 
 class UtcDateTime(fields.DateTime):
@@ -40,14 +40,18 @@ class Quality(fields.String):
         return quality
 
 
-def quality_enum(app):
-    """apispec attribute function: the `enum` of Quality fields, from `app`'s settings."""
+def spec_properties(app):
+    """apispec attribute function: Quality's `enum` from `app`'s settings, ByteCount's digits."""
 
-    def add_enum(converter, field, **kwargs):
+    def add_properties(converter, field, **kwargs):
         del converter, kwargs
-        return {"enum": list(app.config["QUALITY_BITRATES_KBPS"])} if isinstance(field, Quality) else {}
+        if isinstance(field, Quality):
+            return {"enum": list(app.config["QUALITY_BITRATES_KBPS"])}
+        if isinstance(field, ByteCount) and "pattern" not in field.metadata:
+            return {"pattern": "^[0-9]+$"}
+        return {}
 
-    return add_enum
+    return add_properties
 
 
 CONTENT_ID_FORMAT = validate.Regexp(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
@@ -125,6 +129,9 @@ class DownloadSchema(ma.Schema):
     downloaded_bytes = ByteCount()
     attempts = fields.Integer()
     error = fields.String(allow_none=True, metadata={"description": "Why the download failed (only when failed)"})
+    sha256 = fields.String(
+        allow_none=True, metadata={"description": "SHA-256 (hex) of the stored file, once completed by a real transfer"}
+    )
     last_error = fields.String(
         allow_none=True, metadata={"description": "Error of the latest failed attempt, even if a retry then succeeded"}
     )
@@ -194,7 +201,36 @@ class ContentSchema(ma.Schema):
     )
 
     def _sizes(self, content):
-        return {q: str(file_size_bytes(content.duration_seconds, q)) for q in content.quality_list}
+        return {quality: str(size) for quality, size in sizes(content).items()}
+
+
+class SourceSchema(StrictSchema):
+    """Where a title's file lives at one quality."""
+
+    quality = fields.String(dump_only=True)
+    location = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=2048),
+            validate.Regexp(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
+        ],
+        metadata={"description": "http(s)://host/path or s3://bucket/key"},
+    )
+    size_bytes = ByteCount(
+        validate=validate.Range(min=1),
+        metadata={"description": "Asked of the origin when left out", "pattern": "^[1-9][0-9]*$"},
+    )
+    sha256 = fields.String(
+        allow_none=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
+        metadata={"description": "Checked after every transfer when given"},
+    )
+    content_type = fields.String(allow_none=True, validate=[validate.Length(max=255), PRINTABLE])
+
+
+class SourceEnvelopeSchema(ma.Schema):
+    success = fields.Boolean()
+    message = fields.String()
+    source = fields.Nested(SourceSchema)
 
 
 class ContentEnvelopeSchema(ma.Schema):

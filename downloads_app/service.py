@@ -13,12 +13,13 @@ from datetime import timedelta
 from flask import current_app
 from peewee import fn
 
-from downloads_app import catalogue, events, lifecycle
+from downloads_app import catalogue, events, lifecycle, storage_files
 from downloads_app.db import database
 from downloads_app.errors import (
     AlreadyHeld,
     DownloadNotFound,
     IdempotencyKeyReused,
+    NoStoredFile,
     InvalidTransition,
     QueueUnavailable,
     QuotaExceeded,
@@ -141,6 +142,8 @@ def _user_transition(user_id, download_id, transition, enqueue=False, **changes)
             # locked until commit, so a worker that picks the message up at once waits
             # for the commit and then sees it pending.
             enqueue_transfer(download.id)
+    if download.status not in lifecycle.RESERVING:
+        storage_files.remove(download)  # a cancelled download keeps no bytes
     events.publish("status", [download])
     return download
 
@@ -237,6 +240,8 @@ def start_download(user_id, content_id, quality, idempotency_key=None):
     """
     content = catalogue.get_content(content_id)
     size = catalogue.size_of(content, quality)
+    if catalogue.source_for(content.id, quality, size) is not None:
+        storage_files.check_free_space(size)
     try:
         with database.atomic():
             # Reserving locks the user's ledger row until commit, so one user's starts run
@@ -275,6 +280,19 @@ def start_download(user_id, content_id, quality, idempotency_key=None):
     return download, True
 
 
+def stored_file(download):
+    """(path, content type) of a completed download's file; NoStoredFile if there is none."""
+    if download.status != lifecycle.COMPLETED:
+        raise NoStoredFile(f"The download is {download.status}: its file is served once it is completed.",
+                           status=download.status)
+    path = storage_files.final_path(download)
+    if download.sha256 is None or not path.exists():
+        raise NoStoredFile("This download was simulated: it has no stored file.", status=download.status)
+    source = catalogue.source_for(download.content_id, download.quality, download.file_size_bytes)
+    content_type = (source and source.content_type) or "application/octet-stream"
+    return path, content_type
+
+
 def list_downloads(user_id, status=None, page=1, page_size=20):
     """(downloads on `page`, pagination dict), newest first, paged in the database."""
     query = Download.select().where(Download.user_id == user_id)
@@ -301,6 +319,7 @@ def _delete_where(*conditions):
                 deltas[download.user_id] -= download.file_size_bytes
         _settle(deltas)
     for download in deleted:
+        storage_files.remove(download)
         log.info("Download %s deleted", download.id, extra=context(download))
     events.publish("status", deleted, status=events.DELETED)
     return len(deleted), -sum(deltas.values())
@@ -343,14 +362,18 @@ def _owned_by(download):
     return (Download.id == download.id, Download.claim_token == download.claim_token)
 
 
+def _percent(downloaded_bytes, file_size_bytes):
+    return min(downloaded_bytes * 100 // file_size_bytes, 100) if file_size_bytes else 100
+
+
 def record_progress(download, downloaded_bytes):
     """Persist progress of a claimed transfer (same bytes: a heartbeat); False when the worker must stop."""
-    progress = downloaded_bytes * 100 // download.file_size_bytes if download.file_size_bytes else 100
+    progress = _percent(downloaded_bytes, download.file_size_bytes)
     moved = downloaded_bytes != download.downloaded_bytes
     written = (
         Download.update(
             downloaded_bytes=downloaded_bytes,
-            progress=min(progress, 100),
+            progress=progress,
             updated_at=utcnow(),
         )
         .where(
@@ -361,8 +384,36 @@ def record_progress(download, downloaded_bytes):
         .execute()
     )
     if written and moved:
-        download.downloaded_bytes, download.progress = downloaded_bytes, min(progress, 100)
+        download.downloaded_bytes, download.progress = downloaded_bytes, progress
         events.publish("progress", [download])
+    return bool(written)
+
+
+def record_bytes_on_disk(download, downloaded_bytes):
+    """Set the bytes of a claimed transfer to what is on disk, even fewer (a file started over)."""
+    progress = _percent(downloaded_bytes, download.file_size_bytes)
+    written = Download.update(downloaded_bytes=downloaded_bytes, progress=progress, updated_at=utcnow()).where(
+        *_owned_by(download), Download.status == lifecycle.DOWNLOADING
+    ).execute()
+    if written:
+        download.downloaded_bytes, download.progress = downloaded_bytes, progress
+        events.publish("progress", [download])
+    return bool(written)
+
+
+def resize(download, file_size_bytes):
+    """The origin's file has another size than recorded: record it, reserving or releasing
+    the difference (QuotaExceeded if it no longer fits)."""
+    with database.atomic():
+        written = Download.update(file_size_bytes=file_size_bytes, updated_at=utcnow()).where(
+            *_owned_by(download), Download.status == lifecycle.DOWNLOADING
+        ).execute()
+        if written:
+            _settle({download.user_id: file_size_bytes - download.file_size_bytes})
+    if written:
+        log.info("Download %s is %d bytes at its origin, not %d", download.id, file_size_bytes,
+                 download.file_size_bytes, extra=context(download))
+        download.file_size_bytes = file_size_bytes
     return bool(written)
 
 
@@ -375,20 +426,23 @@ def complete(download):
         progress=100,
         completed_at=utcnow(),
         claim_token=None,
+        sha256=download.sha256,
     ))
 
 
-def record_failure(download, error):
-    """After a failed run: back to pending for a retry, or failed when attempts are spent.
+def record_failure(download, error, permanent=False):
+    """After a failed run: back to pending for a retry, or failed when attempts are spent
+    (at once when the error is `permanent`: asking again cannot help).
 
     Returns the resulting download, or None if it had already moved on (paused,
     cancelled, deleted, claimed again).
     """
-    if download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]:
-        return _published("status", _apply(
-            "fail", *_owned_by(download), claim_token=None, last_error=error,
-            error=f"Gave up after {download.attempts} attempts: {error}",
-        ))
+    if permanent or download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]:
+        reason = "Failed" if permanent else f"Gave up after {download.attempts} attempts"
+        failed = _apply("fail", *_owned_by(download), claim_token=None, last_error=error, error=f"{reason}: {error}")
+        if failed is not None:
+            storage_files.remove(failed)  # its quota is released: so are its bytes
+        return _published("status", failed)
     return _published("status", _apply("requeue", *_owned_by(download), claim_token=None, last_error=error))
 
 
@@ -425,6 +479,8 @@ def recover_stalled():
         requeued = _apply_all(
             "requeue", *silent, Download.attempts < max_attempts, claim_token=None, last_error=STALLED_ERROR
         )
+    for download in failed:
+        storage_files.remove(download)
     events.publish("status", requeued + failed)
     return [d.id for d in requeued], [d.id for d in failed]
 

@@ -5,10 +5,11 @@ import time
 
 from flask import current_app
 
-from downloads_app import lifecycle, service
-from downloads_app.metrics import TRANSFER_SECONDS, TRANSFERRED_BYTES, TRANSFERS
-from downloads_app.errors import QueueUnavailable
+from downloads_app import catalogue, lifecycle, origin_transfer, service, storage_files
+from downloads_app.errors import OriginUnusable, QueueUnavailable, QuotaExceeded
 from downloads_app.logs import context
+from downloads_app.metrics import TRANSFER_SECONDS, TRANSFERRED_BYTES, TRANSFERS
+from downloads_app.models import Download
 from downloads_app.queue import enqueue_transfer
 
 log = logging.getLogger("downloads_app.worker")
@@ -55,7 +56,24 @@ def simulated_transfer(download, report):
     return True
 
 
-TRANSPORTS = {"simulated": simulated_transfer}
+def _transfer(download, report):
+    """The catalogue's (or DOWNLOAD_ORIGIN_URL's) file, or the simulation when there is none."""
+    source = catalogue.source_for(download.content_id, download.quality, download.file_size_bytes)
+    if source is None:
+        return simulated_transfer(download, report)
+    return origin_transfer.fetch(download, source, report)
+
+
+def _is_permanent(error):
+    """Errors a retry cannot mend: the origin refuses the file, or it outgrew the quota."""
+    return isinstance(error, (OriginUnusable, QuotaExceeded)) or getattr(error, "permanent", False)
+
+
+def _tidy(download):
+    """After a run that stopped early: drop the files of a download that is gone or cancelled."""
+    current = Download.get_or_none(Download.id == download.id)
+    if current is None or current.status not in lifecycle.RESERVING:
+        storage_files.remove(download)
 
 
 def _hand_back(download, log):
@@ -81,16 +99,22 @@ def run(download_id, job_id=None):
     job_log = logging.LoggerAdapter(log, context(download, job_id))
     job_log.info("[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
                  download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
-    transport = TRANSPORTS[current_app.config["DOWNLOAD_TRANSPORT"]]
     started, first_byte = time.monotonic(), download.downloaded_bytes
     interval = current_app.config["DOWNLOAD_PROGRESS_INTERVAL_MS"] / 1000
+    step = current_app.config["DOWNLOAD_PROGRESS_BYTES"]
     last_write = started - interval
 
     def report(nbytes):
-        """Persist progress at most every DOWNLOAD_PROGRESS_INTERVAL_MS (always the last bytes)."""
+        """Persist progress at most every DOWNLOAD_PROGRESS_INTERVAL_MS and DOWNLOAD_PROGRESS_BYTES,
+        and at least every HEARTBEAT_SECONDS (always the last bytes)."""
         nonlocal last_write
         now = time.monotonic()
-        if nbytes < download.file_size_bytes and now - last_write < interval:
+        due = (
+            nbytes >= download.file_size_bytes
+            or now - last_write >= HEARTBEAT_SECONDS
+            or (now - last_write >= interval and nbytes - download.downloaded_bytes >= step)
+        )
+        if not due:
             return not worker_stopping.is_set()
         last_write = now
         moved = nbytes - download.downloaded_bytes
@@ -100,10 +124,10 @@ def run(download_id, job_id=None):
         return not worker_stopping.is_set()
 
     try:
-        finished = transport(download, report)
+        finished = _transfer(download, report)
     except Exception as exc:
         _measure(started, "failed")
-        outcome = service.record_failure(download, f"{type(exc).__name__}: {exc}")
+        outcome = service.record_failure(download, f"{type(exc).__name__}: {exc}", permanent=_is_permanent(exc))
         status = outcome.status if outcome else "moved on"
         job_log.warning("[Download Worker] Job failed: %s (%s): %s", download.id, status, exc)
         if outcome is not None and outcome.status == lifecycle.PENDING:
@@ -118,6 +142,7 @@ def run(download_id, job_id=None):
         _hand_back(download, job_log)
     else:
         _measure(started, "stopped")
+        _tidy(download)
         job_log.info("[Download Worker] Stopped %s: it was paused, cancelled or deleted", download.id)
 
 

@@ -2,9 +2,7 @@
 import os
 import secrets
 import shutil
-import socket
 import tempfile
-import time
 from contextlib import closing
 from urllib.parse import urlparse
 
@@ -12,6 +10,7 @@ import psycopg2
 import pytest
 
 from downloads_app.embedded_redis import ensure_redis
+from support import free_port, wait_until  # noqa: F401  (tests import them from here too)
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 60
 # Redis database numbers of the shared server reserved for the tests.
@@ -23,7 +22,9 @@ _embedded_redis = ensure_redis(_redis_base, os.path.join(os.getcwd(), "var", "te
 REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_IN_PROCESS}"
 PROCESS_REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_PROCESSES}"
 
-# `actors` builds its app and broker from the environment when first imported.
+# `actors` builds its app and broker from the environment when first imported. The actor's
+# Dramatiq retries come from DOWNLOAD_MAX_ATTEMPTS here, so they outlast the attempts any
+# test allows its app (the `app` fixture: 3; some tests raise it).
 os.environ.update(
     dramatiq_prom_db=tempfile.mkdtemp(prefix="downloads-test-metrics-"),
     REDIS_URL=REDIS_URL,
@@ -31,7 +32,7 @@ os.environ.update(
     DATABASE_URL="sqlite:///:memory:",
     DOWNLOAD_RETRY_MIN_BACKOFF_MS="50",
     DOWNLOAD_RETRY_MAX_BACKOFF_MS="200",
-    DOWNLOAD_MAX_ATTEMPTS="3",
+    DOWNLOAD_MAX_ATTEMPTS="10",
 )
 
 import actors  # noqa: E402
@@ -49,24 +50,6 @@ def pytest_sessionfinish(session, exitstatus):
     if _embedded_redis is not None:
         _embedded_redis.terminate()
         _embedded_redis.wait(timeout=10)
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
-    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def free_port():
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -166,10 +149,11 @@ def redis_client():
 
 
 @pytest.fixture
-def app(database_url, redis_client):
+def app(database_url, redis_client, tmp_path):
     app = create_app(
         {
             "TESTING": True,
+            "STORAGE_DIR": str(tmp_path / "storage"),
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "JWT_SECRET": TEST_JWT_SECRET,

@@ -4,7 +4,8 @@ import pytest
 SIZE_720 = str(1000 * 3333 * 125)
 RECORD_FIELDS = {
     "id", "user_id", "content_id", "status", "quality", "progress", "file_size_bytes",
-    "downloaded_bytes", "attempts", "error", "last_error", "created_at", "updated_at", "started_at", "completed_at",
+    "downloaded_bytes", "attempts", "error", "last_error", "sha256", "created_at", "updated_at", "started_at",
+    "completed_at",
 }
 
 

@@ -6,13 +6,14 @@ leaves the owner's download as it was, and no body names the owner or their down
 carries a stack trace.
 """
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 
 import jwt
 import pytest
 
-from downloads_app import service
+from downloads_app import catalogue, service, storage_files
 from downloads_app.auth import issue_token
 from downloads_app.models import Content, Download
 
@@ -50,6 +51,9 @@ ROUTES = {
     ("POST", "/api/downloads/<download_id:download_id>/retry"): Route(
         "/api/downloads/{id}/retry", 200, state="cancelled", per_download=True
     ),
+    ("GET", "/api/downloads/<download_id:download_id>/file"): Route(
+        "/api/downloads/{id}/file", 200, state="stored", per_download=True
+    ),
     ("GET", "/api/storage"): Route("/api/storage", 200),
     ("POST", "/api/session"): Route("/api/session", 200),
     ("GET", "/api/contents"): Route("/api/contents", 200),
@@ -62,6 +66,13 @@ ROUTES = {
         "/api/contents/{content}", 200, admin=True, body={"title": "Renamed"}
     ),
     ("DELETE", "/api/contents/<content_id:content_id>"): Route("/api/contents/spare", 200, admin=True),
+    ("PUT", "/api/contents/<content_id:content_id>/sources/<quality:quality>"): Route(
+        "/api/contents/{content}/sources/480p", 200, admin=True,
+        body={"location": "https://origin.example/movie/480p.mp4", "size_bytes": "1000"},
+    ),
+    ("DELETE", "/api/contents/<content_id:content_id>/sources/<quality:quality>"): Route(
+        "/api/contents/spare/sources/480p", 200, admin=True
+    ),
     ("GET", "/api/queue/health"): Route("/api/queue/health", 200, admin=True),
     ("POST", "/api/queue/downloads/<download_id:download_id>/requeue"): Route(
         "/api/queue/downloads/{id}/requeue", 200, admin=True
@@ -124,16 +135,24 @@ def expected_refusals(route):
 
 @pytest.fixture
 def owned(app, movie):
-    """The owner's download, in a given state; a spare title no download uses."""
+    """The owner's download, in a given state; a spare title no download uses, with a source."""
 
     def make(state):
         with app.app_context():
             Content.create(id="spare", title="Spare", duration_seconds=60, qualities="480p")
+            catalogue.set_source("spare", "480p", "https://origin.example/spare.mp4", size_bytes=1000)
             download, _ = service.start_download(OWNER, "movie", "720p")
             if state == "paused":
                 service.pause(OWNER, download.id)
             elif state == "cancelled":
                 service.cancel(OWNER, download.id)
+            elif state == "stored":  # completed by a real transfer: a file and its SHA-256
+                path = storage_files.final_path(download)
+                path.parent.mkdir(parents=True)
+                path.write_bytes(b"the bytes of the film")
+                Download.update(status="completed", sha256=hashlib.sha256(b"the bytes of the film").hexdigest()).where(
+                    Download.id == download.id
+                ).execute()
             return Download.get_by_id(download.id)
 
     return make

@@ -14,7 +14,7 @@ def test_readyz_is_503_when_migrations_are_missing(tmp_path):
     response = app.test_client().get("/readyz")
     app.extensions["broker"].client.close()
     assert response.status_code == 503
-    assert response.json["checks"]["database"] == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key"
+    assert response.json["checks"]["database"] == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources"
 
 
 def test_readyz_is_503_when_redis_is_away(database_url, unused_tcp_port):
@@ -32,6 +32,9 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/downloads/start", "post"), ("/api/downloads", "get"), ("/api/downloads/{download_id}", "get"),
         ("/api/downloads/{download_id}", "delete"), ("/api/downloads/{download_id}/delete", "delete"),
         ("/api/downloads/{download_id}/progress", "get"), ("/api/downloads/cleanup", "post"),
+        ("/api/downloads/{download_id}/file", "get"),
+        ("/api/contents/{content_id}/sources/{quality}", "put"),
+        ("/api/contents/{content_id}/sources/{quality}", "delete"),
         ("/api/downloads/{download_id}/pause", "post"), ("/api/downloads/{download_id}/resume", "post"),
         ("/api/downloads/{download_id}/cancel", "post"), ("/api/downloads/{download_id}/retry", "post"),
         ("/api/storage", "get"), ("/api/contents", "get"), ("/api/contents", "post"),
@@ -41,14 +44,18 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/session", "post"), ("/api/session", "delete"),
         ("/api/queue/health", "get"), ("/api/queue/downloads/{download_id}/requeue", "post"),
     }
-    streams = {("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get")}
+    media_of = {
+        ("/api/downloads/events", "get"): "text/event-stream",
+        ("/api/downloads/{download_id}/events", "get"): "text/event-stream",
+        ("/api/downloads/{download_id}/file", "get"): "application/octet-stream",
+    }
     documented = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
     assert documented == expected
     for path, method in expected:
         operation = spec["paths"][path][method]
         assert operation["summary"], (path, method)
         success = [code for code in operation["responses"] if code.startswith("2")]
-        media = "text/event-stream" if (path, method) in streams else "application/json"
+        media = media_of.get((path, method), "application/json")
         assert success and "schema" in operation["responses"][success[0]]["content"][media], (path, method)
     start = spec["paths"]["/api/downloads/start"]["post"]
     assert "requestBody" in start and "202" in start["responses"]

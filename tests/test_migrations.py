@@ -49,7 +49,7 @@ def test_migrations_build_exactly_the_models_schema(backend, tmp_path, request):
     migrated_url, models_url = fresh_urls(backend, tmp_path, request)
     migrated = schema_of(migrated_url, schema_migrations.upgrade)
     from_models = schema_of(models_url, lambda: database.create_tables(MODELS))
-    assert set(migrated) == {"contents", "downloads", "storage_ledger"}
+    assert set(migrated) == {"contents", "content_sources", "downloads", "storage_ledger"}
     assert migrated == from_models
 
 
@@ -57,7 +57,7 @@ def test_upgrade_is_idempotent_and_readiness_knows_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
     with app.app_context():
-        applied = ["001_initial", "002_last_error", "003_idempotency_key"]
+        applied = ["001_initial", "002_last_error", "003_idempotency_key", "004_sources"]
         assert schema_migrations.unapplied() == applied
         assert schema_migrations.upgrade() == applied
         assert schema_migrations.upgrade() == []

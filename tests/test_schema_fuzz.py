@@ -45,6 +45,9 @@ def filter_query(context, query):
 def test_every_operation_holds_to_its_spec(case, app, movie, token):
     # Limits high enough that fuzzing explores the operations, not the 429 answer; streams
     # end at once so that reading one completes.
-    app.config.update(RATELIMIT_START="10000/minute", RATELIMIT_WRITES="10000/minute", SSE_MAX_STREAM_SECONDS=0.05)
+    app.config.update(
+        RATELIMIT_START="10000/minute", RATELIMIT_WRITES="10000/minute", SSE_MAX_STREAM_SECONDS=0.05,
+        DOWNLOAD_CONNECT_TIMEOUT_SECONDS=0.5, DOWNLOAD_READ_TIMEOUT_SECONDS=0.5,
+    )
     case.operation.schema.app = app  # checks that send more requests send them here too
     case.call_and_validate(app=app, headers={"Authorization": f"Bearer {token('fuzzer', admin=True)}"})

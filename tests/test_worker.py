@@ -89,6 +89,7 @@ def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth,
 
 def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypatch):
     failures = []
+    simulated = transfer.simulated_transfer
 
     def flaky(download, report):
         if not failures:
@@ -96,9 +97,9 @@ def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypa
             failures.append(download.attempts)
             raise ConnectionError("origin reset the connection")
         assert download.downloaded_bytes == download.file_size_bytes // 2  # resumes from the offset
-        return transfer.simulated_transfer(download, report)
+        return simulated(download, report)
 
-    monkeypatch.setitem(transfer.TRANSPORTS, "simulated", flaky)
+    monkeypatch.setattr(transfer, "simulated_transfer", flaky)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "completed")
     done = record(app, download_id)
@@ -110,7 +111,7 @@ def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, a
     def broken(download, report):
         raise TimeoutError("origin did not answer")
 
-    monkeypatch.setitem(transfer.TRANSPORTS, "simulated", broken)
+    monkeypatch.setattr(transfer, "simulated_transfer", broken)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "failed")
     failed = record(app, download_id)

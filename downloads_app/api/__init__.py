@@ -4,7 +4,7 @@ from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from downloads_app.api import contents, converters, downloads, events, health, queue, storage
-from downloads_app.schemas import ByteCount, ErrorSchema, quality_enum
+from downloads_app.schemas import ByteCount, ErrorSchema, spec_properties
 
 BLUEPRINTS = (downloads.blp, events.blp, storage.blp, contents.blp, queue.blp, health.blp)
 
@@ -51,7 +51,7 @@ def init_app(app):
     api = Api(app)
     converters.init_app(app, api)
     api.register_field(ByteCount, "string", None)
-    api.ma_plugin.converter.add_attribute_function(quality_enum(app))
+    api.ma_plugin.converter.add_attribute_function(spec_properties(app))
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     app.register_blueprint(swagger_assets)

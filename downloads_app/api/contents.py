@@ -11,6 +11,8 @@ from downloads_app.schemas import (
     ContentListSchema,
     ContentUpdateSchema,
     MessageSchema,
+    SourceEnvelopeSchema,
+    SourceSchema,
 )
 
 blp = Blueprint("contents", __name__, url_prefix="/api/contents", description="The catalogue")
@@ -58,3 +60,27 @@ class ContentById(MethodView):
         """Remove a title that has no downloads (admin)"""
         catalogue.delete_content(content_id)
         return {"success": True, "message": "Title removed"}
+
+
+@blp.route("/<content_id:content_id>/sources/<quality:quality>")
+class ContentSourceOfQuality(MethodView):
+    @admin_required
+    @blp.arguments(SourceSchema)
+    @blp.response(200, SourceEnvelopeSchema)
+    @refusals(blp, WRITE, ADMIN, JSON_BODY, (404,))
+    def put(self, body, content_id, quality):
+        """Say where the title's file at this quality lives: http(s) or s3 (admin)
+
+        Without `size_bytes` (or `content_type`) the origin is asked for it. Downloads of the
+        title at this quality then fetch this file instead of being simulated.
+        """
+        source = catalogue.set_source(content_id, quality, **body)
+        return {"success": True, "message": "Source saved", "source": source}
+
+    @admin_required
+    @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE, ADMIN, (404,))
+    def delete(self, content_id, quality):
+        """Forget where the title's file at this quality lives (admin)"""
+        catalogue.delete_source(content_id, quality)
+        return {"success": True, "message": "Source removed"}

@@ -16,7 +16,13 @@ class ContentIdConverter(BaseConverter):
     regex = CONTENT_ID_PATTERN
 
 
-CONVERTERS = {"download_id": DownloadIdConverter, "content_id": ContentIdConverter}
+class QualityConverter(BaseConverter):
+    """A quality's name, such as `720p`."""
+
+    regex = "[0-9A-Za-z]{1,16}"
+
+
+CONVERTERS = {"download_id": DownloadIdConverter, "content_id": ContentIdConverter, "quality": QualityConverter}
 
 
 def _schema(converter):

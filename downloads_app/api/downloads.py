@@ -1,5 +1,8 @@
 """Routes of /api/downloads: start, list, inspect, control and delete downloads."""
+import mimetypes
+
 import marshmallow as ma
+from flask import send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -20,6 +23,11 @@ from downloads_app.schemas import (
 )
 
 blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
+
+FILE_DOC = {
+    "description": "The file's bytes (`Accept-Ranges: bytes`, `ETag` = its SHA-256)",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
 blp.before_request(authenticate)
 
 
@@ -45,7 +53,7 @@ class StartDownload(MethodView):
         description="Not started again: the download of an earlier start with the same "
         "Idempotency-Key, or the one you already hold of this title and quality",
     )
-    @refusals(blp, WRITE, JSON_BODY, (404, 409))
+    @refusals(blp, WRITE, JSON_BODY, (404, 409, 507))
     def post(self, body, headers):
         """Start downloading a title at a quality; the transfer runs in the background
 
@@ -106,6 +114,20 @@ class DeleteDownload(MethodView):
     def delete(self, download_id):
         """Delete a download and free its storage (the seed's path)"""
         return _delete(download_id)
+
+
+@blp.route("/<download_id:download_id>/file")
+class StoredFile(MethodView):
+    @blp.doc(responses={"200": FILE_DOC, "206": {**FILE_DOC, "description": "The part asked for with Range"}})
+    @refusals(blp, SIGNED_IN, (404, 409, 416))
+    def get(self, download_id):
+        """The file of a completed download, with Range requests (206) and an ETag"""
+        download = service.get_download(current_user().id, download_id)
+        path, content_type = service.stored_file(download)
+        return send_file(
+            path, mimetype=content_type, as_attachment=True, conditional=True, etag=download.sha256,
+            download_name=f"{download.content_id}-{download.quality}{mimetypes.guess_extension(content_type) or ''}",
+        )
 
 
 @blp.route("/<download_id:download_id>/progress")

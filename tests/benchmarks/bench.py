@@ -1,5 +1,7 @@
 """`make bench`: each figure of the service beside a baseline measured in the same run, as a ratio."""
 import argparse
+import datetime
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PY_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from downloads_app import create_app, schema_migrations  # noqa: E402
 from downloads_app.auth import issue_token  # noqa: E402
@@ -30,6 +33,7 @@ from downloads_app.db import database  # noqa: E402
 from downloads_app.embedded_redis import start_redis_server  # noqa: E402
 from downloads_app.models import Content, Download, utcnow  # noqa: E402
 from downloads_app.queue import enqueue_transfer  # noqa: E402
+from support import free_port, wait_until  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(32)
 WRK_SECONDS = 8
@@ -38,22 +42,9 @@ LIST_CONNECTIONS = 4
 WORKER_JOBS = 2000
 PICKUP_SAMPLES = 40
 SSE_STREAMS = 5000
-
-
-def free_port():
-    import socket
-
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout, message):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {message}")
-        time.sleep(0.05)
+TRANSFER_BYTES = 200 * 1024 * 1024 + 4321  # 200 MB and a bit
+TRANSFER_RUNS = 5
+MB = 1_000_000
 
 
 class Run:
@@ -69,7 +60,7 @@ class Run:
             **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")},
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "JWT_SECRET": SECRET,
             "STORAGE_QUOTA_BYTES": str(10**18), "GUNICORN_ACCESS_LOG": "/dev/null", "GUNICORN_LOG_LEVEL": "warning",
-            "DOWNLOAD_SIMULATED_SECONDS": "0", "PYTHONUNBUFFERED": "1",
+            "DOWNLOAD_SIMULATED_SECONDS": "0", "PYTHONUNBUFFERED": "1", "STORAGE_DIR": str(workdir / "storage"),
             "dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": str(workdir / "worker-metrics"),
         }
         self.app = create_app({"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "JWT_SECRET": SECRET})
@@ -103,7 +94,7 @@ class Run:
         process = self.spawn(f"api-{port}", [str(PY_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
                                              "--bind", f"127.0.0.1:{port}"],
                              WEB_CONCURRENCY=str(workers), WORKER_CONNECTIONS=str(connections))
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30, "gunicorn")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30, message="gunicorn")
         return process, f"http://127.0.0.1:{port}"
 
     def worker(self, module="actors", path=None):
@@ -111,7 +102,7 @@ class Run:
         if path:
             command += ["--path", str(path)]
         process = self.spawn(f"worker-{module}", command)
-        wait_until(lambda: "Worker process is ready" in process.log_path.read_text(), 30, "the worker")
+        wait_until(lambda: "Worker process is ready" in process.log_path.read_text(), 30, message="the worker")
         return process
 
     @staticmethod
@@ -227,7 +218,7 @@ def bench_api(run, base):
 def drain_seconds(run, enqueue, done):
     started = time.monotonic()
     enqueue()
-    wait_until(done, 300, "the queue to drain")
+    wait_until(done, 300, message="the queue to drain")
     return time.monotonic() - started
 
 
@@ -280,7 +271,7 @@ def bench_pickup(run, base):
                                headers=headers, timeout=5)
         returned = time.time()
         samples.append((answer.json()["download"]["id"], returned))
-    wait_until(lambda: all(_status(run, i) == "completed" for i, _ in samples), 60, "pick-ups")
+    wait_until(lambda: all(_status(run, i) == "completed" for i, _ in samples), 60, message="pick-ups")
     with run.app.app_context(), database.connection_context():
         started = {d.id: d.started_at for d in Download.select().where(Download.id.in_([i for i, _ in samples]))}
     from datetime import timezone
@@ -320,6 +311,103 @@ def bench_sse(run):
             "slowest_s": delivered["slowest_seconds"], "rss_before_mb": before, "rss_held_mb": held}
 
 
+def nginx_origin():
+    """tests/origins.Nginx (imported here: it needs boto3, a test dependency)."""
+    from origins import NGINX, Nginx
+
+    if not NGINX:
+        raise SystemExit("the transfer figure needs nginx: apt-get install nginx-light")
+    return Nginx
+
+
+def curl_seconds(url, output):
+    """curl's own time_total for the whole file from `url` into `output`."""
+    seconds, size = subprocess.run(
+        ["curl", "-sS", "--fail", "-o", str(output), "-w", "%{time_total} %{size_download}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    if int(float(size)) != TRANSFER_BYTES:
+        raise SystemExit(f"bench: curl fetched {size} bytes, not {TRANSFER_BYTES}")
+    return float(seconds)
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def bench_transfer(run, base):
+    """A real transfer of a 200 MB file from a local nginx (no rate limit), `POST /start` → `completed`
+    as polled on `/progress` every 10 ms, beside curl fetching the same file from the same nginx."""
+    media = run.workdir / "media"
+    media.mkdir()
+    digest = hashlib.sha256()
+    with open(media / "movie.mp4", "wb") as file:
+        left = TRANSFER_BYTES
+        while left:
+            block = os.urandom(min(left, 1024 * 1024))
+            file.write(block)
+            digest.update(block)
+            left -= len(block)
+    with run.app.app_context():
+        Content.create(id="bench-file", title="Bench file", duration_seconds=600, qualities="720p")
+        admin = {"Authorization": f"Bearer {issue_token('bench-admin', admin=True, ttl_seconds=3600)}"}
+        user = requests.Session()
+        user.headers["Authorization"] = f"Bearer {issue_token('transfer-user', ttl_seconds=3600)}"
+    copy = Path(run.env["STORAGE_DIR"]).parent / "curl-copy.mp4"  # beside STORAGE_DIR: the same disk
+    with nginx_origin()(media) as nginx:
+        url = f"{nginx.url}/movie.mp4"
+        to_disk, to_null = [], []
+        for _ in range(TRANSFER_RUNS):
+            to_disk.append(curl_seconds(url, copy))
+            copy.unlink()
+            to_null.append(curl_seconds(url, "/dev/null"))
+        saved = requests.put(f"{base}/api/contents/bench-file/sources/720p", headers=admin, timeout=30,
+                             json={"location": url, "sha256": digest.hexdigest()})
+        if saved.status_code != 200:
+            raise SystemExit(f"bench: the source was refused: {saved.text}")
+        service = []
+        for _ in range(TRANSFER_RUNS):
+            began = time.monotonic()
+            started = user.post(f"{base}/api/downloads/start", json={"content_id": "bench-file", "quality": "720p"},
+                                timeout=10)
+            download_id = started.json()["download"]["id"]
+
+            def completed():
+                status = user.get(f"{base}/api/downloads/{download_id}/progress", timeout=10).json()["status"]
+                if status == "failed":
+                    failed = user.get(f"{base}/api/downloads/{download_id}", timeout=10).text
+                    raise SystemExit(f"bench: the transfer failed: {failed}")
+                return status == "completed"
+
+            wait_until(completed, 300, message="the transfer", interval=0.01)
+            service.append(time.monotonic() - began)
+            done = user.get(f"{base}/api/downloads/{download_id}", timeout=10).json()["download"]
+            if done["sha256"] != digest.hexdigest() or done["attempts"] != 1:
+                raise SystemExit(f"bench: a transfer did not go through in one verified attempt: {done}")
+            user.delete(f"{base}/api/downloads/{download_id}", timeout=10).raise_for_status()
+    (media / "movie.mp4").unlink()
+    rate = lambda seconds: TRANSFER_BYTES / seconds / MB  # noqa: E731
+    return {"bytes": TRANSFER_BYTES, "runs": TRANSFER_RUNS, "service_mb_s": rate(median(service)),
+            "curl_disk_mb_s": rate(median(to_disk)), "curl_null_mb_s": rate(median(to_null)),
+            "service_s": service, "curl_disk_s": to_disk, "curl_null_s": to_null}
+
+
+def measure_transfer(backend):
+    """`--only transfer`: the transfer figure alone, on its own gunicorn and worker."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"downloads-bench-{backend}-"))
+    run = Run(backend, workdir)
+    try:
+        print(f"[{backend}] transfer", flush=True)
+        _, base = run.gunicorn()
+        run.worker()
+        transfer = bench_transfer(run, base)
+    finally:
+        run.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"backend": backend, "transfer": transfer}
+
+
 def measure(backend):
     workdir = Path(tempfile.mkdtemp(prefix=f"downloads-bench-{backend}-"))
     run = Run(backend, workdir)
@@ -333,6 +421,8 @@ def measure(backend):
         noop_rate, transfer_rate, transfer_worker = bench_worker(run)
         print(f"[{backend}] pick-up", flush=True)
         pickup_p50, pickup_p99 = bench_pickup(run, base)
+        print(f"[{backend}] transfer", flush=True)
+        transfer = bench_transfer(run, base)
         run.stop(transfer_worker)  # the SSE figure pauses a download that must stay pending
         run.stop(api)
         print(f"[{backend}] SSE", flush=True)
@@ -344,7 +434,7 @@ def measure(backend):
         "backend": backend, "noop": noop, "start": start, "paced": paced, "progress": progress,
         "noop_actor_per_s": noop_rate, "downloads_per_s": transfer_rate,
         "pickup_p50_ms": pickup_p50, "pickup_p99_ms": pickup_p99,
-        "list_1k": small, "list_1m": large, "sse": sse,
+        "list_1k": small, "list_1m": large, "sse": sse, "transfer": transfer,
     }
 
 
@@ -376,6 +466,41 @@ def table(r):
     return "\n".join(lines)
 
 
+def transfer_table(r):
+    t = r["transfer"]
+    size = f"{t['bytes'] / MB:.0f} MB"
+    service = (f"{t['service_mb_s']:.0f} MB/s ({size} in {median(t['service_s']):.2f} s; "
+               f"runs {min(t['service_s']):.2f}–{max(t['service_s']):.2f} s)")
+    rows = [
+        (f"real transfer from a local nginx, `POST /start` → `completed` on `/progress`, median of {t['runs']}",
+         service, f"{t['curl_disk_mb_s']:.0f} MB/s (`curl -o` a file on the disk of `STORAGE_DIR`)",
+         f"{t['service_mb_s'] / t['curl_disk_mb_s']:.2f}", "reported"),
+        ("… the same", service, f"{t['curl_null_mb_s']:.0f} MB/s (`curl -o /dev/null`)",
+         f"{t['service_mb_s'] / t['curl_null_mb_s']:.2f}", "reported"),
+    ]
+    lines = ["| figure | measured | baseline, same run | ratio | target |", "|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines)
+
+
+def transfer_versions():
+    nginx = subprocess.run([sys.modules["origins"].NGINX, "-v"], capture_output=True, text=True).stderr
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[:2]
+    return f"{' '.join(curl)}, {nginx.strip().split(': ', 1)[-1]}"
+
+
+def write_block(path, name, text):
+    """Put `text` between the `<!-- name:start -->` and `<!-- name:end -->` markers of `path` (appended if absent)."""
+    template = path.read_text() if path.exists() else ""
+    marker_start, marker_end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{marker_start}\n{text}\n{marker_end}"
+    if marker_start in template:
+        template = re.sub(f"{marker_start}.*{marker_end}", lambda _: block, template, flags=re.DOTALL)
+    else:
+        template += "\n" + block + "\n"
+    path.write_text(template)
+
+
 def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -393,24 +518,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="repeatable; default both")
     parser.add_argument("--write", type=Path, help="write the results to this Markdown file")
+    parser.add_argument("--only", choices=["transfer"], help="measure only this part (it has its own table and markers)")
     args = parser.parse_args()
-    results = [measure(backend) for backend in (args.db or ["postgres", "sqlite"])]
-    report = [f"Machine: {machine()}", ""]
+    backends = args.db or ["postgres", "sqlite"]
+    results = [(measure_transfer if args.only == "transfer" else measure)(backend) for backend in backends]
+    command = "python tests/benchmarks/bench.py --only transfer" if args.only else "make bench"
+    transfer = [f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
+                f"{transfer_versions()}; 1 MB = 10^6 bytes.", ""]
     for result in results:
-        report += [f"### {result['backend']}", "", table(result), ""]
-    text = "\n".join(report)
-    print(text)
+        transfer += [f"### {result['backend']}", "", transfer_table(result), ""]
+    blocks = {"bench-transfer": "\n".join(transfer)}
+    if not args.only:
+        report = [f"Machine: {machine()}", ""]
+        for result in results:
+            report += [f"### {result['backend']}", "", table(result), ""]
+        blocks = {"bench": "\n".join(report), **blocks}
+    print("\n\n".join(blocks.values()))
     (ROOT / "var").mkdir(exist_ok=True)
-    (ROOT / "var" / "bench.json").write_text(json.dumps(results, indent=1))
+    (ROOT / "var" / f"bench{'-' + args.only if args.only else ''}.json").write_text(json.dumps(results, indent=1))
     if args.write:
-        template = args.write.read_text() if args.write.exists() else ""
-        marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
-        block = f"{marker_start}\n{text}\n{marker_end}"
-        if marker_start in template:
-            template = re.sub(f"{marker_start}.*{marker_end}", lambda _: block, template, flags=re.DOTALL)
-        else:
-            template += "\n" + block + "\n"
-        args.write.write_text(template)
+        for name, text in blocks.items():
+            write_block(args.write, name, text)
 
 
 if __name__ == "__main__":
