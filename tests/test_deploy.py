@@ -43,6 +43,10 @@ def test_compose_file_defines_the_services_with_health_checks_and_a_migration_st
     assert (ROOT / "actors" / "__init__.py").exists() and (ROOT / "wsgi.py").exists()
     assert services["api"]["command"][-1] == "deploy/gunicorn.conf.py"
     assert services["api"]["environment"]["DATABASE_URL"].startswith("postgresql://")
+    # The API serves the files the worker writes: both see the same STORAGE_DIR volume.
+    storage = services["api"]["environment"]["STORAGE_DIR"]
+    assert services["worker"]["environment"]["STORAGE_DIR"] == storage
+    assert services["api"]["volumes"] == services["worker"]["volumes"] and storage.startswith("/var/lib/downloads")
 
 
 def test_dockerfile_copies_what_exists_and_runs_as_a_non_root_user():
