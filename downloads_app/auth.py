@@ -9,7 +9,8 @@ from flask import current_app, g, request
 from downloads_app.errors import NotAllowed, NotAuthenticated
 
 ALGORITHM = "HS256"
-# EventSource cannot send headers: browsers get their token in this cookie (event streams only).
+# EventSource and links cannot send headers: browsers get their token in this cookie (event
+# streams and files only: read-only GETs, and SameSite=Strict).
 STREAM_COOKIE = "downloads_stream_token"
 
 
@@ -81,7 +82,7 @@ def request_user():
 
 
 def authenticate_stream():
-    """Like `authenticate`, but a browser's stream cookie will do too (read-only streams only)."""
+    """Like `authenticate`, but a browser's stream cookie will do too (event streams and files)."""
     if "Authorization" not in request.headers and STREAM_COOKIE in request.cookies:
         g.user = _decode(request.cookies[STREAM_COOKIE])
         return

@@ -1,4 +1,5 @@
 """The dashboard and Swagger UI in a real headless Chromium, against gunicorn and a real worker."""
+import hashlib
 import os
 import shutil
 from datetime import timedelta
@@ -10,6 +11,7 @@ import requests
 from conftest import PROCESS_REDIS_URL, migrated_sqlite_url, wait_until
 from downloads_app import service as download_service
 from downloads_app.models import Download, utcnow
+from origins import NGINX, Nginx, require
 from processes import ROOT, Service
 
 pytestmark = pytest.mark.browser
@@ -48,7 +50,8 @@ def database_url(tmp_path):
 def service(database_url, movie, tmp_path):
     # No reconciler pass during a test: the admin page, not the worker, requeues stalled downloads.
     service = Service(database_url, PROCESS_REDIS_URL, tmp_path, DOWNLOAD_SIMULATED_SECONDS=4,
-                      STORAGE_QUOTA_BYTES=QUOTA, DOWNLOAD_RECONCILE_SECONDS=3600).start()
+                      STORAGE_QUOTA_BYTES=QUOTA, DOWNLOAD_RECONCILE_SECONDS=3600,
+                      STORAGE_DIR=tmp_path / "storage").start()
     yield service
     service.stop()
 
@@ -175,3 +178,34 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
                            timeout=20_000)
     assert page.inner_text("#stalled-count") == "0" and page.is_visible("#calm")
     page.screenshot(path=str(SCREENSHOTS / "admin.png"), full_page=True)
+
+
+def test_a_real_transfer_is_saved_from_the_dashboard(service, page, token, tmp_path):
+    require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
+    (tmp_path / "media").mkdir()
+    content = os.urandom(5 * 1024 * 1024)
+    (tmp_path / "media" / "movie.mp4").write_bytes(content)
+    with Nginx(tmp_path / "media") as origin:
+        saved = requests.put(
+            f"{service.base}/api/contents/movie/sources/480p",
+            json={"location": f"{origin.url}/movie.mp4", "sha256": hashlib.sha256(content).hexdigest()},
+            headers={"Authorization": f"Bearer {token('root', admin=True)}"}, timeout=10,
+        )
+        assert saved.status_code == 200, saved.text
+        page.goto(f"{service.base}/")
+        page.fill("#token", token("alice"))
+        page.click("text=Use token")
+        page.wait_for_selector("#app:not([hidden])")
+        page.select_option("#content", "movie")
+        page.select_option("#quality", "480p")
+        page.click("#start")
+        card = page.locator(".download").first
+        card.locator(".badge", has_text="completed").wait_for()
+    save = card.locator("a.save")
+    save.wait_for()  # shown once the record's SHA-256 is known
+    with page.expect_download() as download:
+        save.click()
+    target = tmp_path / "saved.mp4"
+    download.value.save_as(target)
+    assert download.value.suggested_filename == "movie-480p.mp4"
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()

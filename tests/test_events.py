@@ -145,11 +145,14 @@ def test_browsers_authenticate_streams_with_an_httponly_cookie(app, client, auth
     streamed = client.get(f"/api/downloads/{download['id']}/events", buffered=False)
     assert streamed.status_code == 200
     streamed.close()
-    # The cookie opens event streams only, never the rest of the API.
+    # The cookie opens event streams and files (a plain link saves a file; this download is
+    # simulated and not completed, hence 409), never the rest of the API.
+    assert client.get(f"/api/downloads/{download['id']}/file").status_code == 409
     assert client.get("/api/downloads").status_code == 401
     assert client.post(f"/api/downloads/{download['id']}/pause").status_code == 401
     client.delete("/api/session")
     assert client.get(f"/api/downloads/{download['id']}/events").status_code == 401
+    assert client.get(f"/api/downloads/{download['id']}/file").status_code == 401
 
 
 def test_streams_refuse_strangers(client, auth, start):

@@ -3,10 +3,10 @@ import flask_smorest
 from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from downloads_app.api import contents, converters, downloads, events, health, queue, storage
+from downloads_app.api import contents, converters, downloads, events, files, health, queue, storage
 from downloads_app.schemas import ByteCount, ErrorSchema, spec_properties
 
-BLUEPRINTS = (downloads.blp, events.blp, storage.blp, contents.blp, queue.blp, health.blp)
+BLUEPRINTS = (downloads.blp, events.blp, files.blp, storage.blp, contents.blp, queue.blp, health.blp)
 
 SWAGGER_ASSETS = "/docs/assets/"
 

@@ -1,8 +1,5 @@
 """Routes of /api/downloads: start, list, inspect, control and delete downloads."""
-import mimetypes
-
 import marshmallow as ma
-from flask import send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -24,10 +21,6 @@ from downloads_app.schemas import (
 
 blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
 
-FILE_DOC = {
-    "description": "The file's bytes (`Accept-Ranges: bytes`, `ETag` = its SHA-256)",
-    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-}
 blp.before_request(authenticate)
 
 
@@ -114,20 +107,6 @@ class DeleteDownload(MethodView):
     def delete(self, download_id):
         """Delete a download and free its storage (the seed's path)"""
         return _delete(download_id)
-
-
-@blp.route("/<download_id:download_id>/file")
-class StoredFile(MethodView):
-    @blp.doc(responses={"200": FILE_DOC, "206": {**FILE_DOC, "description": "The part asked for with Range"}})
-    @refusals(blp, SIGNED_IN, (404, 409, 416))
-    def get(self, download_id):
-        """The file of a completed download, with Range requests (206) and an ETag"""
-        download = service.get_download(current_user().id, download_id)
-        path, content_type = service.stored_file(download)
-        return send_file(
-            path, mimetype=content_type, as_attachment=True, conditional=True, etag=download.sha256,
-            download_name=f"{download.content_id}-{download.quality}{mimetypes.guess_extension(content_type) or ''}",
-        )
 
 
 @blp.route("/<download_id:download_id>/progress")

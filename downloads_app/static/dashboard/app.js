@@ -114,6 +114,11 @@ function render(download) {
   node.querySelectorAll("button[data-action]").forEach((button) => {
     button.hidden = !ACTIONS[button.dataset.action].includes(d.status);
   });
+  // A real transfer's file (it has a SHA-256); the stream cookie authenticates the link.
+  const save = node.querySelector("a.save");
+  save.hidden = !(d.status === "completed" && d.sha256);
+  if (save.hidden) save.removeAttribute("href");
+  else save.href = `/api/downloads/${d.id}/file`;
   const filter = $("filter").value;
   node.hidden = Boolean(filter) && d.status !== filter;
   if (!node.isConnected) $("downloads").prepend(node);
@@ -231,6 +236,9 @@ async function connectEvents() {
     }
     render(data);
     if (event.type === "status") refreshStorage().catch(() => {});
+    if (data.status === "completed") {  // events carry progress only: fetch the record's sha256
+      api("GET", `/api/downloads/${data.id}`).then((body) => render(body.download)).catch(() => {});
+    }
   };
   source.addEventListener("progress", onEvent);
   source.addEventListener("status", onEvent);
