@@ -88,13 +88,13 @@ def set_source(content_id, quality, location, size_bytes=None, sha256=None, cont
     if size_bytes is None:
         config = current_app.config
         try:
-            with transports.open_range(
+            facts = transports.describe(
                 location, connect_timeout=config["DOWNLOAD_CONNECT_TIMEOUT_SECONDS"],
                 read_timeout=config["DOWNLOAD_READ_TIMEOUT_SECONDS"],
-            ) as answer:
-                size_bytes, content_type = answer.total_size, content_type or answer.content_type
+            )
         except transports.OriginError as exc:
-            raise OriginUnusable(f"The origin did not serve {location}: {exc}") from exc
+            raise OriginUnusable(f"The origin did not describe the file: {exc}") from exc
+        size_bytes, content_type = facts.size, content_type or facts.content_type
     fields = {"location": location, "size_bytes": size_bytes, "sha256": sha256, "content_type": content_type}
     with database.atomic():
         ContentSource.insert(content=content.id, quality=quality, **fields).on_conflict(

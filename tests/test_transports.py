@@ -8,7 +8,7 @@ from contextlib import closing
 import pytest
 
 from conftest import free_port
-from downloads_app.transports import OriginError, OriginResponse, open_range
+from downloads_app.transports import OriginError, OriginResponse, describe, open_range
 from origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -115,7 +115,26 @@ def test_http_missing_file_is_a_permanent_error(nginx):
     assert raised.value.permanent
 
 
+def test_http_describe_asks_with_head_and_sends_no_body(nginx, movie):
+    facts = describe(f"{nginx.url}/movie.mp4", **TIMEOUTS)
+    _, body = fetch(f"{nginx.url}/movie.mp4")
+
+    assert (facts.size, facts.content_type) == (SIZE, "video/mp4") and facts.validator.startswith('"')
+    access = (nginx.dir / "access.log").read_text().splitlines()
+    assert access[0].split('"')[1].startswith("HEAD /movie.mp4") and access[0].split('"')[2].split()[1] == "0"
+    with pytest.raises(OriginError) as raised:
+        describe(f"{nginx.url}/missing.mp4", **TIMEOUTS)
+    assert raised.value.permanent
+
+
 # ---------------------------------------------------------------- HTTP, cut and stalled bodies
+
+
+def test_describe_falls_back_to_get_where_head_is_not_served(movie):
+    with FlakyOrigin(movie, max_bytes=1_000_000) as origin:  # it answers HEAD with 501
+        facts = describe(origin.url, **TIMEOUTS)
+
+    assert facts.size == SIZE and facts.validator.startswith('"')
 
 
 def test_cut_body_is_a_temporary_error_from_chunks(movie):
@@ -235,6 +254,17 @@ def test_s3_missing_key_is_a_permanent_error(s3):
     with pytest.raises(OriginError) as raised:
         open_range("s3://movies/missing.mp4", **TIMEOUTS)
 
+    assert raised.value.permanent
+
+
+def test_s3_describe_uses_head_object(s3, movie):
+    location = s3.put("movies", "described.mp4", movie.read_bytes())
+
+    facts = describe(location, **TIMEOUTS)
+
+    assert facts.size == SIZE and facts.validator == fetch(location)[0].validator
+    with pytest.raises(OriginError) as raised:
+        describe("s3://movies/missing.mp4", **TIMEOUTS)
     assert raised.value.permanent
 
 

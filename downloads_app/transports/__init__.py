@@ -1,10 +1,15 @@
 """Fetching a file from its origin (HTTP(S) or S3) from a byte offset on, for resumable transfers."""
 import re
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 # "bytes 100-999/1000" for a part, "bytes */1000" with a 416.
 CONTENT_RANGE = re.compile(r"bytes (?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+)")
+
+
+# What the origin says of a file without sending it.
+FileFacts = namedtuple("FileFacts", "size content_type validator")
 
 
 class OriginError(Exception):
@@ -54,11 +59,7 @@ class OriginResponse:
         self.close()
 
 
-def open_range(location, offset=0, validator=None, *, connect_timeout, read_timeout, chunk_size=DEFAULT_CHUNK_SIZE):
-    """Ask the origin for `location` from byte `offset` on, if it is still the version `validator` names.
-
-    Without a validator the ranged request is unconditional. Raises OriginError.
-    """
+def _transport(location):
     scheme = urlsplit(location).scheme
     # Imported here: both modules import this one, and boto3 is slow to import.
     if scheme in ("http", "https"):
@@ -67,7 +68,20 @@ def open_range(location, offset=0, validator=None, *, connect_timeout, read_time
         from downloads_app.transports import s3 as transport
     else:
         raise ValueError(f"no transport for {location!r}: expected http://, https:// or s3://")
-    return transport.open_range(
+    return transport
+
+
+def describe(location, *, connect_timeout, read_timeout):
+    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError."""
+    return _transport(location).describe(location, connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+
+def open_range(location, offset=0, validator=None, *, connect_timeout, read_timeout, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Ask the origin for `location` from byte `offset` on, if it is still the version `validator` names.
+
+    Without a validator the ranged request is unconditional. Raises OriginError.
+    """
+    return _transport(location).open_range(
         location, offset, validator,
         connect_timeout=connect_timeout, read_timeout=read_timeout, chunk_size=chunk_size,
     )

@@ -1,13 +1,41 @@
 """Fetching a file over HTTP(S) with requests, resuming with Range and If-Range."""
 import requests
 
-from downloads_app.transports import CONTENT_RANGE, OriginError, OriginResponse, is_permanent
+from downloads_app.transports import CONTENT_RANGE, FileFacts, OriginError, OriginResponse, is_permanent
+
+# identity: offsets count the bytes of the file as stored, not of a compressed encoding.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+# Answers of origins that do not do HEAD: ask with a GET instead, closed after the headers.
+NO_HEAD = (405, 501)
+
+
+def describe(url, *, connect_timeout, read_timeout):
+    """The file's size, type and version from a HEAD request (a GET where HEAD is not served)."""
+    try:
+        response = requests.head(url, headers=IDENTITY, allow_redirects=True, timeout=(connect_timeout, read_timeout))
+    except requests.RequestException as error:
+        raise OriginError(f"{url}: {error}", permanent=False) from error
+    with response:
+        if response.status_code in NO_HEAD:
+            with open_range(url, 0, None, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                            chunk_size=1) as answer:
+                return FileFacts(answer.total_size, answer.content_type, answer.validator)
+        if response.status_code != 200:
+            raise OriginError(f"{url}: HTTP {response.status_code}", permanent=is_permanent(response.status_code))
+        if "Content-Length" not in response.headers:
+            raise OriginError(f"{url}: the origin did not say the file's size", permanent=True)
+        return FileFacts(
+            size=int(response.headers["Content-Length"]),
+            content_type=response.headers.get("Content-Type"),
+            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
+        )
 
 
 def open_range(url, offset, validator, *, connect_timeout, read_timeout, chunk_size):
     """The file at `url` from `offset` on, or all of it when it is no longer the version `validator` names."""
-    # identity: offsets count the bytes of the file as stored, not of a compressed encoding.
-    headers = {"Accept-Encoding": "identity"}
+    headers = dict(IDENTITY)
     if offset:
         headers["Range"] = f"bytes={offset}-"
         if validator:

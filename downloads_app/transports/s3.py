@@ -8,7 +8,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from downloads_app.transports import CONTENT_RANGE, OriginError, OriginResponse, is_permanent
+from downloads_app.transports import CONTENT_RANGE, FileFacts, OriginError, OriginResponse, is_permanent
 
 # Refused, reset or timed-out connections and cut bodies; not, say, missing credentials.
 NETWORK_ERRORS = (EndpointUnreachable, HTTPClientError, IncompleteReadError)
@@ -33,10 +33,26 @@ def _client(connect_timeout, read_timeout):
         return _clients[key]
 
 
+def _bucket_and_key(location):
+    parts = urlsplit(location)
+    return {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
+
+
+def describe(location, *, connect_timeout, read_timeout):
+    """The object's size, type and ETag from HeadObject."""
+    try:
+        answer = _client(connect_timeout, read_timeout).head_object(**_bucket_and_key(location))
+    except ClientError as error:
+        status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+        raise OriginError(f"{location}: {error}", permanent=is_permanent(status)) from error
+    except NETWORK_ERRORS as error:
+        raise OriginError(f"{location}: {error}", permanent=False) from error
+    return FileFacts(size=answer["ContentLength"], content_type=answer.get("ContentType"), validator=answer.get("ETag"))
+
+
 def open_range(location, offset, validator, *, connect_timeout, read_timeout, chunk_size):
     """The object at s3://bucket/key from `offset` on, or all of it when its ETag is no longer `validator`."""
-    parts = urlsplit(location)
-    request = {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
+    request = _bucket_and_key(location)
     if offset:
         request["Range"] = f"bytes={offset}-"
         if validator:
