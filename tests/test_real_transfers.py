@@ -232,7 +232,7 @@ def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(app, client
         assert StorageLedger.get_by_id("alice").used_bytes == 0
 
 
-def test_s3_download_completes_byte_exact(app, worker, media, real, monkeypatch):
+def test_s3_download_completes_byte_exact_and_cleanup_removes_it(app, client, auth, worker, media, real, monkeypatch):
     require(MOTO, "moto is not installed (pip install 'moto[server]')")
     original = (media / "movie.mp4").read_bytes()
     with MotoS3() as s3:
@@ -242,6 +242,10 @@ def test_s3_download_completes_byte_exact(app, worker, media, real, monkeypatch)
         download_id = real(location, sha256=sha256(original))
         done = until_status(app, download_id, "completed")
     assert stored(app, done) == original and done.sha256 == sha256(original)
+    cleaned = client.post("/api/downloads/cleanup", headers=auth())
+    assert cleaned.json["freed_bytes"] == str(SIZE)
+    with app.app_context():
+        assert not storage_files.final_path(done).exists()
 
 
 def test_without_a_source_download_transport_fetches_from_the_origin_url(app, client, auth, worker, media, movie):
