@@ -41,6 +41,12 @@ CONNECTIONS = 50
 LIST_CONNECTIONS = 4
 WORKER_JOBS = 2000
 PICKUP_SAMPLES = 40
+# Titles bench-0 … bench-N, each in 480p and 720p: every start of a run is a new download (a
+# repeat of a held title and quality would just return it).
+START_TITLES = 50_000
+WRK_THREADS = 2
+# The limiter runs, as in production, but never refuses: the figures are the service's.
+NO_LIMIT = "1000000000 per minute"
 SSE_STREAMS = 5000
 TRANSFER_BYTES = 200 * 1024 * 1024 + 4321  # 200 MB and a bit
 TRANSFER_RUNS = 5
@@ -62,11 +68,17 @@ class Run:
             "STORAGE_QUOTA_BYTES": str(10**18), "GUNICORN_ACCESS_LOG": "/dev/null", "GUNICORN_LOG_LEVEL": "warning",
             "DOWNLOAD_SIMULATED_SECONDS": "0", "PYTHONUNBUFFERED": "1", "STORAGE_DIR": str(workdir / "storage"),
             "dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": str(workdir / "worker-metrics"),
+            "RATELIMIT_START": NO_LIMIT, "RATELIMIT_WRITES": NO_LIMIT,
         }
         self.app = create_app({"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "JWT_SECRET": SECRET})
         with self.app.app_context():
             schema_migrations.upgrade()
             Content.create(id="bench-title", title="Bench", duration_seconds=600, qualities="480p,720p")
+            with database.atomic():
+                titles = [{"id": f"bench-{n}", "title": f"Bench {n}", "duration_seconds": 600,
+                           "qualities": "480p,720p", "created_at": utcnow()} for n in range(START_TITLES)]
+                for batch in range(0, START_TITLES, 1000):
+                    Content.insert_many(titles[batch:batch + 1000]).execute()
             self.token = issue_token("bench-user", ttl_seconds=3600)
             self.lister_token = issue_token("lister", ttl_seconds=3600)
         self.processes = []
@@ -138,9 +150,10 @@ def _answers(url):
 
 def wrk(url, token, script="get.lua", connections=CONNECTIONS, delay_ms=0, seconds=WRK_SECONDS):
     """Requests per second, p50 and p99 in ms, and non-2xx answers of one wrk run."""
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_DELAY_MS": str(delay_ms), "BENCH_THREADS": str(WRK_THREADS)}
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script), url],
-        capture_output=True, text=True, check=True, env={**os.environ, "BENCH_TOKEN": token, "BENCH_DELAY_MS": str(delay_ms)},
+        ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script), url],
+        capture_output=True, text=True, check=True, env=env,
     ).stdout
 
     def millis(label):
@@ -208,7 +221,10 @@ def bench_api(run, base):
     # Half the peak rate: each of the 50 connections waits so that together they send half.
     half_rate = start["rps"] / 2
     delay = max(CONNECTIONS / half_rate * 1000 - start["p50_ms"], 0)
-    paced = wrk(f"{base}/api/downloads/start", run.token, script="start.lua", delay_ms=int(delay))
+    # Another user: the paced run's titles must not be ones the peak run already started.
+    with run.app.app_context():
+        paced_token = issue_token("bench-paced", ttl_seconds=3600)
+    paced = wrk(f"{base}/api/downloads/start", paced_token, script="start.lua", delay_ms=int(delay))
     some_id = requests.get(f"{base}/api/downloads?page_size=1", headers={"Authorization": f"Bearer {run.token}"},
                            timeout=5).json()["downloads"][0]["id"]
     progress = wrk(f"{base}/api/downloads/{some_id}/progress", run.token)
@@ -263,11 +279,12 @@ def bench_pickup(run, base):
     """Seconds from POST /start returning to `started_at`, one download at a time, idle worker."""
     import random
 
-    headers = {"Authorization": f"Bearer {run.token}"}
+    with run.app.app_context():
+        headers = {"Authorization": f"Bearer {issue_token('bench-pickup', ttl_seconds=3600)}"}
     samples = []
-    for _ in range(PICKUP_SAMPLES):
+    for n in range(PICKUP_SAMPLES):
         time.sleep(random.uniform(0.3, 1.0))  # let the worker go idle between downloads
-        answer = requests.post(f"{base}/api/downloads/start", json={"content_id": "bench-title", "quality": "480p"},
+        answer = requests.post(f"{base}/api/downloads/start", json={"content_id": f"bench-{n}", "quality": "480p"},
                                headers=headers, timeout=5)
         returned = time.time()
         samples.append((answer.json()["download"]["id"], returned))
