@@ -13,78 +13,20 @@ from datetime import timedelta
 from flask import current_app
 from peewee import fn
 
-from downloads_app import catalogue, events, lifecycle, storage_files
+from downloads_app import admission, catalogue, events, ledger, lifecycle, storage_files
 from downloads_app.db import database
 from downloads_app.errors import (
-    AlreadyHeld,
     DownloadNotFound,
-    IdempotencyKeyReused,
     InvalidTransition,
     NoStoredFile,
     QueueUnavailable,
     QuotaExceeded,
-    TooManyActiveDownloads,
 )
 from downloads_app.logs import context
-from downloads_app.models import Download, StorageLedger, new_id, utcnow
+from downloads_app.models import Download, new_id, utcnow
 from downloads_app.queue import discard_dead_letters, enqueue_transfer
 
 log = logging.getLogger("downloads_app.service")
-
-# ---------------------------------------------------------------- storage ledger
-
-
-def _quota_expression():
-    return fn.COALESCE(StorageLedger.quota_bytes, current_app.config["STORAGE_QUOTA_BYTES"])
-
-
-def storage(user_id):
-    """{quota_bytes, used_bytes, free_bytes} of `user_id`."""
-    ledger = StorageLedger.get_or_none(StorageLedger.user_id == user_id)
-    used = ledger.used_bytes if ledger else 0
-    quota = ledger.quota_bytes if ledger and ledger.quota_bytes is not None else None
-    if quota is None:
-        quota = current_app.config["STORAGE_QUOTA_BYTES"]
-    return {"quota_bytes": quota, "used_bytes": used, "free_bytes": max(quota - used, 0)}
-
-
-def _reserve(user_id, nbytes):
-    """Add `nbytes` to the ledger if they fit in the quota, else QuotaExceeded.
-
-    One statement: a user's first reservation inserts the row (when it fits the default
-    quota), later ones update it only while the sum stays within the quota.
-    """
-    fits_new_row = nbytes <= current_app.config["STORAGE_QUOTA_BYTES"]
-    reserved = list(
-        StorageLedger.insert(user_id=user_id, used_bytes=nbytes if fits_new_row else 0)
-        .on_conflict(
-            conflict_target=[StorageLedger.user_id],
-            update={StorageLedger.used_bytes: StorageLedger.used_bytes + nbytes},
-            where=StorageLedger.used_bytes + nbytes <= _quota_expression(),
-        )
-        .returning(StorageLedger.used_bytes)
-        .tuples()
-        .execute()
-    )
-    if not reserved or reserved[0][0] < nbytes:  # refused, or a new row that did not fit
-        free = storage(user_id)["free_bytes"]
-        raise QuotaExceeded(
-            f"Not enough storage: this download needs {nbytes} bytes and {free} are free.",
-            needed_bytes=str(nbytes),
-            free_bytes=str(free),
-        )
-
-
-def _settle(deltas):
-    """Apply {user id: bytes to reserve (+) or release (-)}: one statement per user."""
-    for user_id, nbytes in deltas.items():
-        if nbytes > 0:
-            _reserve(user_id, nbytes)
-        elif nbytes < 0:
-            StorageLedger.update(used_bytes=StorageLedger.used_bytes + nbytes).where(
-                StorageLedger.user_id == user_id
-            ).execute()
-
 
 # ---------------------------------------------------------------- transitions
 
@@ -105,7 +47,7 @@ def _apply_all(transition, *conditions, **changes):
         for download in moved:
             log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
             deltas[download.user_id] += lifecycle.quota_change(transition, download.file_size_bytes)
-        _settle(deltas)
+        ledger.settle(deltas)
         return moved
 
 
@@ -134,9 +76,9 @@ def _user_transition(user_id, download_id, transition, enqueue=False, **changes)
                 status=current.status,
             )
         if transition == "retry":
-            _check_not_held(download)
+            admission.check_not_held(download)
         if lifecycle.target(transition) in lifecycle.ACTIVE:
-            _check_active_cap(user_id)
+            admission.check_active_cap(user_id)
         if enqueue:
             # Sent inside the transaction: if Redis refuses, nothing changed. The row is
             # locked until commit, so a worker that picks the message up at once waits
@@ -179,58 +121,6 @@ class _AlreadyStarted(Exception):
         self.download = download
 
 
-def _existing_download(user_id, content_id, quality, idempotency_key):
-    """The download a start must return instead of making one, or None.
-
-    That is the download started with the same Idempotency-Key (IdempotencyKeyReused if it
-    was for another title or quality), else one of this title and quality the user holds.
-    """
-    if idempotency_key is not None:
-        keyed = Download.get_or_none(Download.user_id == user_id, Download.idempotency_key == idempotency_key)
-        if keyed is not None:
-            if (keyed.content_id, keyed.quality) != (content_id, quality):
-                raise IdempotencyKeyReused(
-                    f"The Idempotency-Key {idempotency_key!r} was used for {keyed.content_id} at "
-                    f"{keyed.quality}; use a new key for a different download."
-                )
-            return keyed
-    return _held(user_id, content_id, quality).order_by(Download.created_at.desc()).first()
-
-
-def _held(user_id, content_id, quality):
-    """The user's downloads of this title and quality that hold quota (live or completed)."""
-    return Download.select().where(
-        Download.user_id == user_id, Download.content == content_id, Download.quality == quality,
-        Download.status.in_(lifecycle.RESERVING),
-    )
-
-
-def _check_not_held(download):
-    """AlreadyHeld if the user holds another download of `download`'s title and quality."""
-    held = _held(download.user_id, download.content_id, download.quality).where(Download.id != download.id).first()
-    if held is not None:
-        raise AlreadyHeld(
-            f"You already have this title at this quality ({held.status}) in another download.",
-            status=held.status,
-        )
-
-
-def _check_active_cap(user_id):
-    """TooManyActiveDownloads if the user's pending and downloading downloads exceed the cap."""
-    cap = current_app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"]
-    if not cap:
-        return
-    # Lock the user's ledger row first, so concurrent starts and resumes count one at a time.
-    StorageLedger.update(used_bytes=StorageLedger.used_bytes).where(StorageLedger.user_id == user_id).execute()
-    active = Download.select().where(Download.user_id == user_id, Download.status.in_(lifecycle.ACTIVE)).count()
-    if active > cap:
-        raise TooManyActiveDownloads(
-            f"You have {cap} downloads pending or downloading, the most allowed at once: "
-            "wait for one to finish, or pause or cancel one.",
-            max_active_downloads=cap,
-        )
-
-
 def start_download(user_id, content_id, quality, idempotency_key=None):
     """Reserve quota, record a pending download, then queue its transfer: (download, created).
 
@@ -246,8 +136,8 @@ def start_download(user_id, content_id, quality, idempotency_key=None):
         with database.atomic():
             # Reserving locks the user's ledger row until commit, so one user's starts run
             # one at a time and the checks below cannot race with each other.
-            _reserve(user_id, size)
-            existing = _existing_download(user_id, content.id, quality, idempotency_key)
+            ledger.reserve(user_id, size)
+            existing = admission.existing_download(user_id, content.id, quality, idempotency_key)
             if existing is not None:
                 raise _AlreadyStarted(existing)
             download = Download.create(
@@ -259,11 +149,11 @@ def start_download(user_id, content_id, quality, idempotency_key=None):
                 file_size_bytes=size,
                 idempotency_key=idempotency_key,
             )
-            _check_active_cap(user_id)
+            admission.check_active_cap(user_id)
     except _AlreadyStarted as started:
         return started.download, False
     except QuotaExceeded:
-        existing = _existing_download(user_id, content.id, quality, idempotency_key)
+        existing = admission.existing_download(user_id, content.id, quality, idempotency_key)
         if existing is None:
             raise
         return existing, False
@@ -317,7 +207,7 @@ def _delete_where(*conditions):
         for download in deleted:
             if download.status in lifecycle.RESERVING:
                 deltas[download.user_id] -= download.file_size_bytes
-        _settle(deltas)
+        ledger.settle(deltas)
     for download in deleted:
         storage_files.remove(download)
         log.info("Download %s deleted", download.id, extra=context(download))
@@ -409,7 +299,7 @@ def resize(download, file_size_bytes):
             *_owned_by(download), Download.status == lifecycle.DOWNLOADING
         ).execute()
         if written:
-            _settle({download.user_id: file_size_bytes - download.file_size_bytes})
+            ledger.settle({download.user_id: file_size_bytes - download.file_size_bytes})
     if written:
         log.info("Download %s is %d bytes at its origin, not %d", download.id, file_size_bytes,
                  download.file_size_bytes, extra=context(download))

@@ -1,7 +1,7 @@
 """The download service's functions against real databases (SQLite and PostgreSQL)."""
 import pytest
 
-from downloads_app import lifecycle, service
+from downloads_app import ledger, lifecycle, service
 from downloads_app.errors import (
     ContentNotFound,
     DownloadNotFound,
@@ -28,7 +28,7 @@ def test_start_reserves_quota_and_queues_the_job(svc, redis_client):
     assert created
     assert download.status == lifecycle.PENDING
     assert download.file_size_bytes == SIZE_720
-    assert svc.storage("alice")["used_bytes"] == SIZE_720
+    assert ledger.storage("alice")["used_bytes"] == SIZE_720
     assert redis_client.hlen("dramatiq:downloads.msgs") == 1
     assert len(download.id) == 32 and download.id != svc.start_download("alice", "movie", "480p")[0].id
 
@@ -51,7 +51,7 @@ def test_quota_is_enforced_and_released_exactly(svc, app_ctx, titles):
     assert f"needs {SIZE_720} bytes and 5 are free" in refused.value.message
     assert Download.select().count() == 2
     svc.delete_download("alice", first.id)
-    assert svc.storage("alice") == {"quota_bytes": 2 * SIZE_720 + 5, "used_bytes": SIZE_720, "free_bytes": SIZE_720 + 5}
+    assert ledger.storage("alice") == {"quota_bytes": 2 * SIZE_720 + 5, "used_bytes": SIZE_720, "free_bytes": SIZE_720 + 5}
     assert svc.cleanup("alice") == (1, SIZE_720)
     assert ledger_used("alice") == 0
 
@@ -86,7 +86,7 @@ def test_worker_side_claim_progress_complete(svc):
     assert svc.get_download("alice", download.id).progress == 50
     done = svc.complete(claimed)
     assert done.status == lifecycle.COMPLETED and done.downloaded_bytes == SIZE_720 and done.completed_at
-    assert svc.storage("alice")["used_bytes"] == SIZE_720
+    assert ledger.storage("alice")["used_bytes"] == SIZE_720
 
 
 def test_a_stale_claim_cannot_write_after_pause_and_resume(svc):

@@ -2,7 +2,7 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app import service
+from downloads_app import ledger
 from downloads_app.api.refusals import SIGNED_IN, refusals
 from downloads_app.auth import authenticate, current_user
 from downloads_app.schemas import StorageSchema
@@ -17,4 +17,4 @@ class Storage(MethodView):
     @refusals(blp, SIGNED_IN)
     def get(self):
         """Your storage quota: bytes allowed, reserved by downloads, and free"""
-        return {"success": True, **service.storage(current_user().id)}
+        return {"success": True, **ledger.storage(current_user().id)}
