@@ -1,6 +1,6 @@
 """The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
 from flask import current_app
-from peewee import IntegrityError
+from peewee import IntegrityError, prefetch
 
 from downloads_app import transports
 from downloads_app.db import database
@@ -22,7 +22,8 @@ def file_size_bytes(duration_seconds, quality):
 
 
 def list_contents():
-    return list(Content.select().order_by(Content.title, Content.id))
+    """Every title, with its sources (for `sizes`) in one more query, not one per title."""
+    return list(prefetch(Content.select().order_by(Content.title, Content.id), ContentSource.select()))
 
 
 def get_content(content_id):
@@ -39,16 +40,20 @@ def _check_offered(content, quality):
         )
 
 
-def size_of(content, quality):
-    """Bytes of `content` at `quality`: its source file's, else duration × bitrate."""
+def file_of(content, quality):
+    """(bytes, source or None: simulated) of `content` at `quality`, from one query.
+
+    The bytes are the source file's, else duration × bitrate.
+    """
     _check_offered(content, quality)
-    source = ContentSource.get_or_none(ContentSource.content == content.id, ContentSource.quality == quality)
-    return source.size_bytes if source else file_size_bytes(content.duration_seconds, quality)
+    estimate = file_size_bytes(content.duration_seconds, quality)
+    source = source_for(content.id, quality, estimate)
+    return (source.size_bytes if source else estimate), source
 
 
 def sizes(content):
-    """{quality: bytes} of `content`, in one query for its sources."""
-    sources = {s.quality: s.size_bytes for s in ContentSource.select().where(ContentSource.content == content.id)}
+    """{quality: bytes} of `content` (its sources are prefetched by `list_contents`)."""
+    sources = {s.quality: s.size_bytes for s in content.sources}
     return {q: sources.get(q) or file_size_bytes(content.duration_seconds, q) for q in content.quality_list}
 
 

@@ -38,6 +38,11 @@ def target(transition):
     return TRANSITIONS[transition][1]
 
 
+def releases_quota(transition):
+    """Whether `transition` gives the download's reservation back (and so its stored bytes)."""
+    return bool(sources(transition) & RESERVING) and target(transition) not in RESERVING
+
+
 def quota_change(transition, file_size_bytes):
     """Bytes to add to (positive) or release from (negative) the ledger."""
     was_reserving = bool(sources(transition) & RESERVING)

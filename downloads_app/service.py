@@ -34,7 +34,8 @@ log = logging.getLogger("downloads_app.service")
 def _apply_all(transition, *conditions, **changes):
     """Move every download matching `conditions` along `transition`; return those moved.
 
-    Runs inside the caller's transaction when there is one.
+    Runs inside the caller's transaction when there is one. A transition that releases the
+    quota (cancel, fail) removes the download's files too: the quota follows the bytes on disk.
     """
     with database.atomic():
         moved = list(
@@ -48,7 +49,10 @@ def _apply_all(transition, *conditions, **changes):
             log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
             deltas[download.user_id] += lifecycle.quota_change(transition, download.file_size_bytes)
         ledger.settle(deltas)
-        return moved
+    if lifecycle.releases_quota(transition):
+        for download in moved:
+            storage_files.remove(download)
+    return moved
 
 
 def _apply(transition, *conditions, **changes):
@@ -84,8 +88,6 @@ def _user_transition(user_id, download_id, transition, enqueue=False, **changes)
             # locked until commit, so a worker that picks the message up at once waits
             # for the commit and then sees it pending.
             enqueue_transfer(download.id)
-    if download.status not in lifecycle.RESERVING:
-        storage_files.remove(download)  # a cancelled download keeps no bytes
     events.publish("status", [download])
     return download
 
@@ -129,8 +131,8 @@ def start_download(user_id, content_id, quality, idempotency_key=None):
     returned, and nothing is reserved or queued.
     """
     content = catalogue.get_content(content_id)
-    size = catalogue.size_of(content, quality)
-    if catalogue.source_for(content.id, quality, size) is not None:
+    size, source = catalogue.file_of(content, quality)
+    if source is not None:
         storage_files.check_free_space(size)
     try:
         with database.atomic():
@@ -329,10 +331,9 @@ def record_failure(download, error, permanent=False):
     """
     if permanent or download.attempts >= current_app.config["DOWNLOAD_MAX_ATTEMPTS"]:
         reason = "Failed" if permanent else f"Gave up after {download.attempts} attempts"
-        failed = _apply("fail", *_owned_by(download), claim_token=None, last_error=error, error=f"{reason}: {error}")
-        if failed is not None:
-            storage_files.remove(failed)  # its quota is released: so are its bytes
-        return _published("status", failed)
+        return _published("status", _apply(
+            "fail", *_owned_by(download), claim_token=None, last_error=error, error=f"{reason}: {error}",
+        ))
     return _published("status", _apply("requeue", *_owned_by(download), claim_token=None, last_error=error))
 
 
@@ -369,8 +370,6 @@ def recover_stalled():
         requeued = _apply_all(
             "requeue", *silent, Download.attempts < max_attempts, claim_token=None, last_error=STALLED_ERROR
         )
-    for download in failed:
-        storage_files.remove(download)
     events.publish("status", requeued + failed)
     return [d.id for d in requeued], [d.id for d in failed]
 

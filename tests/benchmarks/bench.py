@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -410,25 +410,30 @@ def bench_transfer(run, base):
             "service_s": service, "curl_disk_s": to_disk, "curl_null_s": to_null}
 
 
-def measure_transfer(backend):
-    """`--only transfer`: the transfer figure alone, on its own gunicorn and worker."""
+@contextmanager
+def bench_run(backend):
+    """A Run in a scratch directory, closed and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=f"downloads-bench-{backend}-"))
     run = Run(backend, workdir)
     try:
+        yield run
+    finally:
+        run.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_transfer(backend):
+    """`--only transfer`: the transfer figure alone, on its own gunicorn and worker."""
+    with bench_run(backend) as run:
         print(f"[{backend}] transfer", flush=True)
         _, base = run.gunicorn()
         run.worker()
         transfer = bench_transfer(run, base)
-    finally:
-        run.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return {"backend": backend, "transfer": transfer}
 
 
 def measure(backend):
-    workdir = Path(tempfile.mkdtemp(prefix=f"downloads-bench-{backend}-"))
-    run = Run(backend, workdir)
-    try:
+    with bench_run(backend) as run:
         print(f"[{backend}] lists", flush=True)
         api, base = run.gunicorn()
         small, large = bench_lists(run, base)
@@ -444,9 +449,6 @@ def measure(backend):
         run.stop(api)
         print(f"[{backend}] SSE", flush=True)
         sse = bench_sse(run)
-    finally:
-        run.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return {
         "backend": backend, "noop": noop, "start": start, "paced": paced, "progress": progress,
         "noop_actor_per_s": noop_rate, "downloads_per_s": transfer_rate,
