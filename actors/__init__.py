@@ -26,6 +26,6 @@ broker.add_middleware(CurrentMessage())
 broker.add_middleware(worker_hooks)
 dramatiq.set_broker(broker)
 
-from actors import transfer  # noqa: E402  (actors must see the broker set above)
+from actors import transfer_download  # noqa: E402  (actors must see the broker set above)
 
-__all__ = ["app", "broker", "transfer", "worker_hooks"]
+__all__ = ["app", "broker", "transfer_download", "worker_hooks"]

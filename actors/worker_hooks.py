@@ -3,8 +3,8 @@ import threading
 
 from dramatiq import Middleware
 
-from downloads_app.reconciler import ReconcilerThread
-from downloads_app.transfer import worker_stopping
+from downloads_app.downloads.reconciler import ReconcilerThread
+from downloads_app.transfer.run import worker_stopping
 
 
 class WorkerHooks(Middleware):

@@ -20,7 +20,7 @@ if os.environ.get("LOG_FORMAT") == "json":
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "downloads_app.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "downloads_app.infra.logs.JsonFormatter"}},
         "handlers": {
             "error": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
             "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},

@@ -6,14 +6,15 @@ from flask import Flask
 def create_app(test_config=None):
     """Settings from the environment, then `test_config`; extensions wired by init_app."""
     # Imported here, not at module level, so that importing a light module of this package
-    # (gunicorn's config loads `downloads_app.logs` in the master) does not import Dramatiq,
+    # (gunicorn's config loads `downloads_app.infra.logs` in the master) does not import Dramatiq,
     # redis and PyJWT before gevent's monkey-patching in the workers.
-    from downloads_app import (
-        api, catalogue, cli, dashboard, db, events, http_errors, logs, metrics, queue, rate_limits, security_headers,
-    )
+    from downloads_app.web import api, dashboard, http_errors, rate_limits, security_headers
+    from downloads_app.downloads import catalogue
+    from downloads_app import cli
+    from downloads_app.infra import database, event_hub, logs, metrics, broker
     from downloads_app.config import DEV_JWT_SECRET, load_settings
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(load_settings())
     if test_config:
         app.config.update(test_config)
@@ -26,9 +27,9 @@ def create_app(test_config=None):
         logging.getLogger(__name__).warning(
             "JWT_SECRET is not set: using the development secret. Set it in production."
         )
-    db.init_app(app)
-    queue.init_app(app)
-    events.init_app(app)
+    database.init_app(app)
+    broker.init_app(app)
+    event_hub.init_app(app)
     api.init_app(app)
     rate_limits.init_app(app, api.BLUEPRINTS)
     security_headers.init_app(app)

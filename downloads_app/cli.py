@@ -4,11 +4,12 @@ import json
 import click
 from flask.cli import AppGroup
 
-from downloads_app import catalogue, queue_health, reconciler, schema_migrations, service
-from downloads_app.errors import ServiceError
-from downloads_app.schemas import QueueHealthSchema
-from downloads_app.auth import issue_token
-from downloads_app.models import Content
+from downloads_app.downloads import catalogue, queue_health, reconciler, service
+from downloads_app.infra import schema_migrations
+from downloads_app.downloads.refusals import ServiceError
+from downloads_app.web.schemas import QueueHealthSchema
+from downloads_app.web.auth import issue_token
+from downloads_app.downloads.models import Content
 
 db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demo data.")

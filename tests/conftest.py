@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import psycopg2
 import pytest
 
-from downloads_app.embedded_redis import ensure_redis
+from downloads_app.infra.embedded_redis import ensure_redis
 from support import free_port, wait_until  # noqa: F401  (tests import them from here too)
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 60
@@ -36,10 +36,11 @@ os.environ.update(
 )
 
 import actors  # noqa: E402
-from downloads_app import create_app, schema_migrations  # noqa: E402
-from downloads_app.auth import issue_token  # noqa: E402
-from downloads_app.db import database  # noqa: E402
-from downloads_app.models import MODELS, Content  # noqa: E402
+from downloads_app import create_app
+from downloads_app.infra import schema_migrations  # noqa: E402
+from downloads_app.web.auth import issue_token  # noqa: E402
+from downloads_app.infra.database import database  # noqa: E402
+from downloads_app.downloads.models import MODELS, Content  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"

@@ -12,7 +12,7 @@ import redis
 import requests
 
 from conftest import TEST_JWT_SECRET, free_port, wait_until
-from downloads_app.embedded_redis import start_redis_server
+from downloads_app.infra.embedded_redis import start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

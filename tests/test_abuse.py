@@ -7,7 +7,7 @@ import requests
 
 from conftest import PROCESS_REDIS_URL, REDIS_URL, TEST_JWT_SECRET, migrated_sqlite_url
 from downloads_app import create_app
-from downloads_app.models import Download, StorageLedger
+from downloads_app.downloads.models import Download, StorageLedger
 from processes import Service
 
 

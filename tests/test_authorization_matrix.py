@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import jwt
 import pytest
 
-from downloads_app import catalogue, service, storage_files
-from downloads_app.auth import issue_token
-from downloads_app.models import Content, Download
+from downloads_app.downloads import catalogue, service
+from downloads_app.infra import stored_files
+from downloads_app.web.auth import issue_token
+from downloads_app.downloads.models import Content, Download
 
 OWNER, OTHER = "alice", "bob"
 
@@ -147,7 +148,7 @@ def owned(app, movie):
             elif state == "cancelled":
                 service.cancel(OWNER, download.id)
             elif state == "stored":  # completed by a real transfer: a file and its SHA-256
-                path = storage_files.final_path(download)
+                path = stored_files.final_path(download)
                 path.parent.mkdir(parents=True)
                 path.write_bytes(b"the bytes of the film")
                 Download.update(status="completed", sha256=hashlib.sha256(b"the bytes of the film").hexdigest()).where(

@@ -1,7 +1,7 @@
 """Malformed requests get a 4xx JSON error and change nothing that is stored."""
 import pytest
 
-from downloads_app.models import Download
+from downloads_app.downloads.models import Download
 
 
 @pytest.mark.parametrize(

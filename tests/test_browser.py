@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from conftest import PROCESS_REDIS_URL, migrated_sqlite_url, wait_until
-from downloads_app import service as download_service
-from downloads_app.models import Download, utcnow
+from downloads_app.downloads import service as download_service
+from downloads_app.downloads.models import Download, utcnow
 from origins import NGINX, Nginx, require
 from processes import ROOT, Service
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from conftest import free_port, wait_until
-from downloads_app.embedded_redis import redis_answers
+from downloads_app.infra.embedded_redis import redis_answers
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e

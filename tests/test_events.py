@@ -4,8 +4,8 @@ import json
 import pytest
 
 from conftest import wait_until
-from downloads_app.auth import STREAM_COOKIE
-from downloads_app.db import database
+from downloads_app.web.auth import STREAM_COOKIE
+from downloads_app.infra.database import database
 
 
 def parse(chunk):

@@ -1,7 +1,7 @@
 """The state machine's table: legal transitions and their effect on the quota ledger."""
 import pytest
 
-from downloads_app import lifecycle
+from downloads_app.downloads import lifecycle
 
 
 def test_every_transition_leads_to_a_known_state_from_known_states():

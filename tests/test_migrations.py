@@ -2,9 +2,10 @@
 import pytest
 
 from conftest import REDIS_URL
-from downloads_app import create_app, schema_migrations
-from downloads_app.db import database
-from downloads_app.models import MODELS
+from downloads_app import create_app
+from downloads_app.infra import schema_migrations
+from downloads_app.infra.database import database
+from downloads_app.downloads.models import MODELS
 
 
 def describe_schema():

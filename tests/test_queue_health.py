@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from conftest import wait_until
-from downloads_app import service
-from downloads_app.models import Download
+from downloads_app.downloads import service
+from downloads_app.downloads.models import Download
 
 
 @pytest.fixture

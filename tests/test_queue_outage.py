@@ -3,8 +3,8 @@ import pytest
 
 from conftest import TEST_JWT_SECRET, free_port
 from downloads_app import create_app
-from downloads_app.embedded_redis import start_redis_server
-from downloads_app.models import Download
+from downloads_app.infra.embedded_redis import start_redis_server
+from downloads_app.downloads.models import Download
 
 
 @pytest.fixture

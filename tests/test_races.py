@@ -5,8 +5,8 @@ import time
 from collections import Counter
 
 from conftest import wait_until
-from downloads_app import lifecycle
-from downloads_app.models import Download, StorageLedger
+from downloads_app.downloads import lifecycle
+from downloads_app.downloads.models import Download, StorageLedger
 
 # Deletes are rare so that most of the loop races the worker on live downloads.
 ACTIONS = {"pause": 4, "resume": 4, "cancel": 1, "retry": 2, "delete": 0.2}

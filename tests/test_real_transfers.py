@@ -6,8 +6,9 @@ import time
 import pytest
 
 from conftest import REDIS_URL, migrated_sqlite_url, wait_until
-from downloads_app import create_app, storage_files
-from downloads_app.models import Download, StorageLedger
+from downloads_app import create_app
+from downloads_app.infra import stored_files
+from downloads_app.downloads.models import Download, StorageLedger
 from origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 20 * 1024 * 1024 + 4321  # 20 MB and a bit: many chunks, not a round number
@@ -70,7 +71,7 @@ def until_status(app, download_id, status, timeout=30):
 
 def stored(app, download):
     with app.app_context():
-        return storage_files.final_path(download).read_bytes()
+        return stored_files.final_path(download).read_bytes()
 
 
 def test_a_source_without_size_is_measured_at_the_origin(admin, nginx):
@@ -113,7 +114,7 @@ def test_http_download_completes_byte_exact_and_is_served_with_ranges(app, clien
 
     assert client.delete(f"/api/downloads/{download_id}", headers=auth()).status_code == 200
     with app.app_context():
-        assert not storage_files.final_path(done).exists()
+        assert not stored_files.final_path(done).exists()
         assert StorageLedger.get_by_id("alice").used_bytes == 0
 
 
@@ -160,7 +161,7 @@ def test_a_checksum_mismatch_fails_the_attempt_and_the_next_starts_from_zero(app
     failed = until_status(app, download_id, "failed")
     assert failed.attempts == 2 and "does not match the catalogue's" in failed.error
     with app.app_context():
-        assert not storage_files.part_path(failed).exists() and not storage_files.final_path(failed).exists()
+        assert not stored_files.part_path(failed).exists() and not stored_files.final_path(failed).exists()
         assert StorageLedger.get_by_id("alice").used_bytes == 0
 
 
@@ -218,8 +219,8 @@ def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(app, client
     assert client.post(f"/api/downloads/{download_id}/pause", headers=auth()).status_code == 200
     paused = until_status(app, download_id, "paused")
     with app.app_context():
-        part = storage_files.part_path(paused)
-        wait_until(lambda: storage_files.stored_bytes(paused) >= paused.downloaded_bytes, timeout=5)
+        part = stored_files.part_path(paused)
+        wait_until(lambda: stored_files.stored_bytes(paused) >= paused.downloaded_bytes, timeout=5)
     kept = part.stat().st_size
     assert kept >= paused.downloaded_bytes > 4 * 1024 * 1024
     assert client.post(f"/api/downloads/{download_id}/resume", headers=auth()).status_code == 200
@@ -245,7 +246,7 @@ def test_s3_download_completes_byte_exact_and_cleanup_removes_it(app, client, au
     cleaned = client.post("/api/downloads/cleanup", headers=auth())
     assert cleaned.json["freed_bytes"] == str(SIZE)
     with app.app_context():
-        assert not storage_files.final_path(done).exists()
+        assert not stored_files.final_path(done).exists()
 
 
 def test_without_a_source_download_transport_fetches_from_the_origin_url(app, client, auth, worker, media, movie):

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from downloads_app import reconciler, service
-from downloads_app.models import Download, StorageLedger
+from downloads_app.downloads import reconciler, service
+from downloads_app.downloads.models import Download, StorageLedger
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
 """The download service's functions against real databases (SQLite and PostgreSQL)."""
 import pytest
 
-from downloads_app import ledger, lifecycle, service
-from downloads_app.errors import (
+from downloads_app.downloads import ledger, lifecycle, service
+from downloads_app.downloads.refusals import (
     ContentNotFound,
     DownloadNotFound,
     InvalidTransition,
     QualityNotOffered,
     QuotaExceeded,
 )
-from downloads_app.models import Download, StorageLedger
+from downloads_app.downloads.models import Download, StorageLedger
 
 SIZE_720 = 1000 * 3333 * 125
 

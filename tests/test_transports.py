@@ -8,7 +8,7 @@ from contextlib import closing
 import pytest
 
 from conftest import free_port
-from downloads_app.transports import OriginError, OriginResponse, describe, open_range
+from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range
 from origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 3 * 1024 * 1024 + 123

@@ -2,8 +2,8 @@
 import pytest
 
 from conftest import wait_until
-from downloads_app import transfer
-from downloads_app.models import Download, StorageLedger
+from downloads_app.transfer import run
+from downloads_app.downloads.models import Download, StorageLedger
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth,
 
 def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypatch):
     failures = []
-    simulated = transfer.simulated_transfer
+    simulated = run.simulated_transfer
 
     def flaky(download, report):
         if not failures:

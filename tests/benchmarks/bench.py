@@ -27,12 +27,13 @@ PY_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from downloads_app import create_app, schema_migrations  # noqa: E402
-from downloads_app.auth import issue_token  # noqa: E402
-from downloads_app.db import database  # noqa: E402
-from downloads_app.embedded_redis import start_redis_server  # noqa: E402
-from downloads_app.models import Content, Download, utcnow  # noqa: E402
-from downloads_app.queue import enqueue_transfer  # noqa: E402
+from downloads_app import create_app
+from downloads_app.infra import schema_migrations  # noqa: E402
+from downloads_app.web.auth import issue_token  # noqa: E402
+from downloads_app.infra.database import database  # noqa: E402
+from downloads_app.infra.embedded_redis import start_redis_server  # noqa: E402
+from downloads_app.downloads.models import Content, Download, utcnow  # noqa: E402
+from downloads_app.infra.broker import enqueue_transfer  # noqa: E402
 from support import free_port, wait_until  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(32)

@@ -1,0 +1,57 @@
+"""Whether a start or a resume may make a download live: held titles, idempotency keys, the cap."""
+from flask import current_app
+
+from downloads_app.downloads import ledger, lifecycle
+from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
+from downloads_app.downloads.models import Download
+
+
+def existing_download(user_id, content_id, quality, idempotency_key):
+    """The download a start must return instead of making one, or None.
+
+    That is the download started with the same Idempotency-Key (IdempotencyKeyReused if it
+    was for another title or quality), else one of this title and quality the user holds.
+    """
+    if idempotency_key is not None:
+        keyed = Download.get_or_none(Download.user_id == user_id, Download.idempotency_key == idempotency_key)
+        if keyed is not None:
+            if (keyed.content_id, keyed.quality) != (content_id, quality):
+                raise IdempotencyKeyReused(
+                    f"The Idempotency-Key {idempotency_key!r} was used for {keyed.content_id} at "
+                    f"{keyed.quality}; use a new key for a different download."
+                )
+            return keyed
+    return _held(user_id, content_id, quality).order_by(Download.created_at.desc()).first()
+
+
+def _held(user_id, content_id, quality):
+    """The user's downloads of this title and quality that hold quota (live or completed)."""
+    return Download.select().where(
+        Download.user_id == user_id, Download.content == content_id, Download.quality == quality,
+        Download.status.in_(lifecycle.RESERVING),
+    )
+
+
+def check_not_held(download):
+    """AlreadyHeld if the user holds another download of `download`'s title and quality."""
+    held = _held(download.user_id, download.content_id, download.quality).where(Download.id != download.id).first()
+    if held is not None:
+        raise AlreadyHeld(
+            f"You already have this title at this quality ({held.status}) in another download.",
+            status=held.status,
+        )
+
+
+def check_active_cap(user_id):
+    """TooManyActiveDownloads if the user's pending and downloading downloads exceed the cap."""
+    cap = current_app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"]
+    if not cap:
+        return
+    ledger.lock(user_id)  # concurrent starts and resumes count one at a time
+    active = Download.select().where(Download.user_id == user_id, Download.status.in_(lifecycle.ACTIVE)).count()
+    if active > cap:
+        raise TooManyActiveDownloads(
+            f"You have {cap} downloads pending or downloading, the most allowed at once: "
+            "wait for one to finish, or pause or cancel one.",
+            max_active_downloads=cap,
+        )

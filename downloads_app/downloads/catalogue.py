@@ -1,0 +1,163 @@
+"""The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
+from flask import current_app
+from peewee import IntegrityError, prefetch
+
+from downloads_app.infra import origins
+from downloads_app.infra.database import database
+from downloads_app.downloads.refusals import (
+    ContentExists,
+    ContentInUse,
+    ContentNotFound,
+    OriginUnusable,
+    QualityNotOffered,
+)
+from downloads_app.downloads.models import Content, ContentSource, Download
+
+# DOWNLOAD_TRANSPORT: the schemes DOWNLOAD_ORIGIN_URL must have for it.
+TRANSPORT_SCHEMES = {"simulated": (), "http": ("http://", "https://"), "s3": ("s3://",)}
+
+
+def offered_qualities():
+    """Qualities the service knows a bitrate for, lowest first."""
+    return list(current_app.config["QUALITY_BITRATES_KBPS"])
+
+
+def file_size_bytes(duration_seconds, quality):
+    """Duration × bitrate, in bytes (kbps × 1000 / 8 = kbps × 125)."""
+    return duration_seconds * current_app.config["QUALITY_BITRATES_KBPS"][quality] * 125
+
+
+def list_contents():
+    """Every title, with its sources (for `sizes`) in one more query, not one per title."""
+    return list(prefetch(Content.select().order_by(Content.title, Content.id), ContentSource.select()))
+
+
+def get_content(content_id):
+    content = Content.get_or_none(Content.id == content_id)
+    if content is None:
+        raise ContentNotFound(f"No title with id {content_id!r} in the catalogue.")
+    return content
+
+
+def _check_offered(content, quality):
+    if quality not in content.quality_list:
+        raise QualityNotOffered(
+            f"{content.title!r} is offered in {', '.join(content.quality_list)}, not {quality!r}."
+        )
+
+
+def file_of(content, quality):
+    """(bytes, source or None: simulated) of `content` at `quality`, from one query.
+
+    The bytes are the source file's, else duration × bitrate.
+    """
+    _check_offered(content, quality)
+    estimate = file_size_bytes(content.duration_seconds, quality)
+    source = source_for(content.id, quality, estimate)
+    return (source.size_bytes if source else estimate), source
+
+
+def sizes(content):
+    """{quality: bytes} of `content` (its sources are prefetched by `list_contents`)."""
+    sources = {s.quality: s.size_bytes for s in content.sources}
+    return {q: sources.get(q) or file_size_bytes(content.duration_seconds, q) for q in content.quality_list}
+
+
+def transport_problem(config):
+    """Why DOWNLOAD_TRANSPORT and DOWNLOAD_ORIGIN_URL cannot work together, or None."""
+    transport, base = config["DOWNLOAD_TRANSPORT"], config["DOWNLOAD_ORIGIN_URL"]
+    if transport not in TRANSPORT_SCHEMES:
+        return f"DOWNLOAD_TRANSPORT={transport!r}; expected one of {', '.join(TRANSPORT_SCHEMES)}"
+    schemes = TRANSPORT_SCHEMES[transport]
+    if schemes and not base.startswith(schemes):
+        return (f"DOWNLOAD_TRANSPORT={transport!r} needs DOWNLOAD_ORIGIN_URL starting with "
+                f"{' or '.join(schemes)}, not {base!r}")
+    return None
+
+
+def source_for(content_id, quality, size_bytes):
+    """Where the file of `content_id` at `quality` comes from (a ContentSource, maybe unsaved); None: simulated.
+
+    The catalogue's source for the title and quality if it has one, else
+    DOWNLOAD_ORIGIN_URL/<content id>/<quality> when DOWNLOAD_TRANSPORT is http or s3.
+    """
+    source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
+    config = current_app.config
+    if source is not None or config["DOWNLOAD_TRANSPORT"] == "simulated":
+        return source
+    problem = transport_problem(config)
+    if problem:
+        raise OriginUnusable(problem)
+    location = f"{config['DOWNLOAD_ORIGIN_URL'].rstrip('/')}/{content_id}/{quality}"
+    return ContentSource(content=content_id, quality=quality, size_bytes=size_bytes, location=location)
+
+
+def set_source(content_id, quality, location, size_bytes=None, sha256=None, content_type=None):
+    """Record where `content_id` at `quality` lives; without `size_bytes`, ask the origin."""
+    content = get_content(content_id)
+    _check_offered(content, quality)
+    if size_bytes is None:
+        config = current_app.config
+        try:
+            facts = origins.describe(
+                location, connect_timeout=config["DOWNLOAD_CONNECT_TIMEOUT_SECONDS"],
+                read_timeout=config["DOWNLOAD_READ_TIMEOUT_SECONDS"],
+            )
+        except origins.OriginError as exc:
+            raise OriginUnusable(f"The origin did not describe the file: {exc}") from exc
+        size_bytes, content_type = facts.size, content_type or facts.content_type
+    fields = {"location": location, "size_bytes": size_bytes, "sha256": sha256, "content_type": content_type}
+    with database.atomic():
+        ContentSource.insert(content=content.id, quality=quality, **fields).on_conflict(
+            conflict_target=[ContentSource.content, ContentSource.quality], update=fields,
+        ).execute()
+    return ContentSource.get(ContentSource.content == content.id, ContentSource.quality == quality)
+
+
+def delete_source(content_id, quality):
+    """Forget where a quality's file lives (downloads of it are simulated or use DOWNLOAD_ORIGIN_URL)."""
+    deleted = ContentSource.delete().where(
+        ContentSource.content == get_content(content_id).id, ContentSource.quality == quality
+    ).execute()
+    if not deleted:
+        raise ContentNotFound(f"No source for {content_id!r} at {quality!r}.")
+
+
+def _check_qualities(qualities):
+    unknown = sorted(set(qualities) - set(offered_qualities()))
+    if unknown:
+        raise QualityNotOffered(
+            f"Unknown qualities {unknown}; the service offers {offered_qualities()}."
+        )
+    return ",".join(q for q in offered_qualities() if q in qualities)
+
+
+def create_content(id, title, duration_seconds, qualities):
+    try:
+        return Content.create(
+            id=id, title=title, duration_seconds=duration_seconds,
+            qualities=_check_qualities(qualities),
+        )
+    except IntegrityError as exc:
+        raise ContentExists(f"A title with id {id!r} already exists.") from exc
+
+
+def update_content(content_id, **changes):
+    content = get_content(content_id)
+    if "qualities" in changes:
+        changes["qualities"] = _check_qualities(changes["qualities"])
+    for name, value in changes.items():
+        setattr(content, name, value)
+    content.save()
+    return content
+
+
+def delete_content(content_id):
+    with database.atomic():
+        content = get_content(content_id)
+        if Download.select().where(Download.content == content).exists():
+            raise ContentInUse(
+                f"{content.title!r} still has downloads; it can be removed once they are deleted."
+            )
+        ContentSource.delete().where(ContentSource.content == content.id).execute()
+        content.delete_instance()

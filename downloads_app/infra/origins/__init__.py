@@ -1,0 +1,87 @@
+"""Fetching a file from its origin (HTTP(S) or S3) from a byte offset on, for resumable transfers."""
+import re
+from collections import namedtuple
+from urllib.parse import urlsplit
+
+DEFAULT_CHUNK_SIZE = 64 * 1024
+# "bytes 100-999/1000" for a part, "bytes */1000" with a 416.
+CONTENT_RANGE = re.compile(r"bytes (?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+)")
+
+
+# What the origin says of a file without sending it.
+FileFacts = namedtuple("FileFacts", "size content_type validator")
+
+
+class OriginError(Exception):
+    """The origin failed; `permanent` when asking again cannot help (missing, forbidden)."""
+
+    def __init__(self, message, *, permanent):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def is_permanent(status):
+    """Whether an HTTP error status will be the same next time: a client error, not a timeout or throttling."""
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+class OriginResponse:
+    """The file from byte `start` on, as the origin sends it; close it, or use it in `with`.
+
+    `start` is the offset asked for when the origin honoured it, 0 when it sends the whole
+    file (a new version, or no Range support). `validator` names the version being sent.
+    """
+
+    def __init__(self, *, start, total_size, validator, content_type, body=(), close=lambda: None):
+        self.start = start
+        self.total_size = total_size
+        self.validator = validator
+        self.content_type = content_type
+        self._body = body
+        self._close = close
+
+    def chunks(self):
+        """The body, chunk by chunk; OriginError(permanent=False) if it ends before `total_size`."""
+        received = self.start
+        for chunk in self._body:
+            received += len(chunk)
+            yield chunk
+        if received < self.total_size:
+            raise OriginError(f"the body ended at byte {received} of {self.total_size}", permanent=False)
+
+    def close(self):
+        self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _transport(location):
+    scheme = urlsplit(location).scheme
+    # Imported here: both modules import this one, and boto3 is slow to import.
+    if scheme in ("http", "https"):
+        from downloads_app.infra.origins import http_origin as transport
+    elif scheme == "s3":
+        from downloads_app.infra.origins import s3_origin as transport
+    else:
+        raise ValueError(f"no transport for {location!r}: expected http://, https:// or s3://")
+    return transport
+
+
+def describe(location, *, connect_timeout, read_timeout):
+    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError."""
+    return _transport(location).describe(location, connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+
+def open_range(location, offset=0, validator=None, *, connect_timeout, read_timeout, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Ask the origin for `location` from byte `offset` on, if it is still the version `validator` names.
+
+    Without a validator the ranged request is unconditional. Raises OriginError.
+    """
+    return _transport(location).open_range(
+        location, offset, validator,
+        connect_timeout=connect_timeout, read_timeout=read_timeout, chunk_size=chunk_size,
+    )

@@ -1,0 +1,146 @@
+"""Routes of /api/downloads: start, list, inspect, control and delete downloads."""
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app.infra import event_hub
+from downloads_app.downloads import service
+from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
+from downloads_app.web.auth import authenticate, current_user
+from downloads_app.infra.metrics import STARTED
+from downloads_app.web.rate_limits import limit_starts
+from downloads_app.web.schemas import (
+    CleanupSchema,
+    DownloadEnvelopeSchema,
+    DownloadListSchema,
+    DownloadQueryArgsSchema,
+    IdempotencyHeaderSchema,
+    MessageSchema,
+    ProgressSchema,
+    StartDownloadSchema,
+)
+
+blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
+
+blp.before_request(authenticate)
+
+
+@blp.route("")
+class Downloads(MethodView):
+    @blp.arguments(DownloadQueryArgsSchema, location="query", unknown=ma.RAISE)
+    @blp.response(200, DownloadListSchema)
+    @refusals(blp, SIGNED_IN)
+    def get(self, args):
+        """List your downloads, newest first, optionally by status"""
+        downloads, pagination = service.list_downloads(current_user().id, **args)
+        return {"success": True, "downloads": downloads, "pagination": pagination}
+
+
+@blp.route("/start")
+class StartDownload(MethodView):
+    @limit_starts
+    @blp.arguments(StartDownloadSchema)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.response(202, DownloadEnvelopeSchema, description="Started: a new pending download")
+    @blp.alt_response(
+        200, schema=DownloadEnvelopeSchema, success=True,
+        description="Not started again: the download of an earlier start with the same "
+        "Idempotency-Key, or the one you already hold of this title and quality",
+    )
+    @refusals(blp, WRITE, JSON_BODY, (404, 409, 507))
+    def post(self, body, headers):
+        """Start downloading a title at a quality; the transfer runs in the background
+
+        A repeat with the same `Idempotency-Key`, or a start of a title and quality you already
+        have pending, downloading, paused or completed, returns that download with 200.
+        """
+        key = headers.get("idempotency_key")
+        download, created = service.start_download(current_user().id, body["content_id"], body["quality"], key)
+        if created:
+            STARTED.inc()
+            return {"success": True, "message": "Download started", "download": download}
+        if key is not None and download.idempotency_key == key:
+            message = "Download already started with this Idempotency-Key"
+        else:
+            message = f"You already have this title at this quality ({download.status}): no new download"
+        return {"success": True, "message": message, "download": download}, 200
+
+
+@blp.route("/cleanup")
+class Cleanup(MethodView):
+    @blp.response(200, CleanupSchema)
+    @refusals(blp, WRITE)
+    def post(self):
+        """Delete all your downloads and free their storage"""
+        count, freed = service.cleanup(current_user().id)
+        return {
+            "success": True,
+            "message": f"Deleted {count} downloads",
+            "deleted_count": count,
+            "freed_bytes": freed,
+        }
+
+
+def _delete(download_id):
+    service.delete_download(current_user().id, download_id)
+    return {"success": True, "message": "Download deleted"}
+
+
+@blp.route("/<download_id:download_id>")
+class DownloadById(MethodView):
+    @blp.response(200, DownloadEnvelopeSchema)
+    @refusals(blp, SIGNED_IN, (404,))
+    def get(self, download_id):
+        """One of your downloads"""
+        return {"success": True, "download": service.get_download(current_user().id, download_id)}
+
+    @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE, (404,))
+    def delete(self, download_id):
+        """Delete a download and free its storage"""
+        return _delete(download_id)
+
+
+@blp.route("/<download_id:download_id>/delete")
+class DeleteDownload(MethodView):
+    @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE, (404,))
+    def delete(self, download_id):
+        """Delete a download and free its storage (the seed's path)"""
+        return _delete(download_id)
+
+
+@blp.route("/<download_id:download_id>/progress")
+class Progress(MethodView):
+    @blp.response(200, ProgressSchema)
+    @refusals(blp, SIGNED_IN, (404,))
+    def get(self, download_id):
+        """Progress of a download"""
+        download = service.get_download(current_user().id, download_id)
+        return event_hub.progress_fields(download)
+
+
+# action: (service function, message on success, summary for the spec)
+ACTIONS = {
+    "pause": (service.pause, "Download paused", "Pause a pending or running download"),
+    "resume": (service.resume, "Download resumed", "Resume a paused download from where it stopped"),
+    "cancel": (service.cancel, "Download cancelled", "Cancel a download and release its storage"),
+    "retry": (service.retry, "Download retried", "Retry a failed or cancelled download"),
+}
+
+
+def _action_view(action, change, message, summary):
+    def post(download_id):
+        return {"success": True, "message": message, "download": change(current_user().id, download_id)}
+
+    post.__name__ = f"{action}_download"
+    post.__doc__ = summary
+    return post
+
+
+for _action, (_change, _message, _summary) in ACTIONS.items():
+    blp.route(f"/<download_id:download_id>/{_action}", methods=["POST"])(
+        blp.response(200, DownloadEnvelopeSchema)(
+            refusals(blp, WRITE, (404, 409))(_action_view(_action, _change, _message, _summary))
+        )
+    )

@@ -1,0 +1,136 @@
+"""Server-Sent Event streams of download progress and state, and the browser's stream cookie."""
+import queue
+import time
+from datetime import datetime, timezone
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app.infra import event_hub
+from downloads_app.downloads import lifecycle, service
+from downloads_app.web.api.documented_errors import SIGNED_IN, WRITE, refusals
+from downloads_app.web.auth import (
+    STREAM_COOKIE,
+    authenticate,
+    authenticate_stream,
+    bearer_token,
+    current_user,
+    token_lifetime,
+)
+from downloads_app.infra.database import database
+from downloads_app.downloads.models import Download
+from downloads_app.web.schemas import MessageSchema
+
+blp = Blueprint("events", __name__, url_prefix="/api", description="Live progress (Server-Sent Events)")
+
+SNAPSHOT_LIMIT = 500
+STREAM_DOC = {
+    "description": "A text/event-stream: `event: progress|status`, `id: <ms>`, `data: <the /progress JSON>`, "
+    "and a `: heartbeat` comment every 15 s. Browsers may authenticate with the cookie set by "
+    "POST /api/session instead of the Authorization header.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def _snapshot(user_id, download_id, last_event_id):
+    """Events that bring a (re)connecting client up to date at once."""
+    if download_id:
+        return [event_hub.event("status", service.get_download(user_id, download_id))]
+    query = Download.select().where(Download.user_id == user_id)
+    if last_event_id:
+        # Changed since the last event the client saw (one second of margin for clock skew).
+        since = datetime.fromtimestamp(int(last_event_id) / 1000 - 1, timezone.utc).replace(tzinfo=None)
+        query = query.where(Download.updated_at >= since)
+    else:
+        query = query.where(Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING, lifecycle.PAUSED]))
+    return [event_hub.event("status", d) for d in query.order_by(Download.updated_at).limit(SNAPSHOT_LIMIT)]
+
+
+def _stream(user_id, download_id=None):
+    hub = current_app.extensions["event_hub"]
+    heartbeat = current_app.config["SSE_HEARTBEAT_SECONDS"]
+    last_event_id = request.headers.get("Last-Event-ID", "")
+    last_event_id = last_event_id if last_event_id.isdigit() else None
+    # Subscribe before reading the snapshot so that nothing falls between the two.
+    subscription = hub.open_stream(user_id)
+    try:
+        snapshot = _snapshot(user_id, download_id, last_event_id)
+    except Exception:
+        hub.close_stream(user_id, subscription)
+        raise
+    database.close()  # an idle stream holds no database connection
+
+    # Streams end after SSE_MAX_STREAM_SECONDS; clients reconnect with Last-Event-ID, so
+    # no connection pins one API process for ever and deploys drain.
+    ends_at = time.monotonic() + current_app.config["SSE_MAX_STREAM_SECONDS"]
+
+    def generate():
+        try:
+            yield "retry: 2000\n\n"
+            for message in snapshot:
+                yield event_hub.format_sse(message)
+            while (left := ends_at - time.monotonic()) > 0:
+                try:
+                    message = subscription.get(timeout=min(heartbeat, left))
+                except queue.Empty:
+                    if ends_at > time.monotonic():
+                        yield ": heartbeat\n\n"
+                    continue
+                if message is event_hub.END_OF_STREAM:
+                    return
+                if download_id is None or message["data"]["id"] == download_id:
+                    yield event_hub.format_sse(message)
+        finally:  # the client went away: gunicorn closes the generator
+            hub.close_stream(user_id, subscription)
+
+    return Response(
+        generate(),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@blp.route("/downloads/events")
+class AllEvents(MethodView):
+    @blp.doc(responses={"200": STREAM_DOC})
+    @refusals(blp, SIGNED_IN)
+    def get(self):
+        """Stream progress and state changes of all your downloads"""
+        authenticate_stream()
+        return _stream(current_user().id)
+
+
+@blp.route("/downloads/<download_id:download_id>/events")
+class DownloadEvents(MethodView):
+    @blp.doc(responses={"200": STREAM_DOC})
+    @refusals(blp, SIGNED_IN, (404,))
+    def get(self, download_id):
+        """Stream progress and state changes of one download"""
+        authenticate_stream()
+        return _stream(current_user().id, download_id)
+
+
+@blp.route("/session")
+class StreamSession(MethodView):
+    @blp.response(200, MessageSchema)
+    @refusals(blp, WRITE)
+    def post(self):
+        """Set an HttpOnly cookie with your token, for EventSource (which cannot send headers)"""
+        authenticate()
+        token = bearer_token()
+        response = current_app.make_response({"success": True, "message": "Stream cookie set"})
+        response.set_cookie(
+            STREAM_COOKIE, token, max_age=token_lifetime(token), httponly=True, samesite="Strict",
+            secure=request.is_secure, path="/api/downloads",
+        )
+        return response
+
+    @blp.doc(security=[])
+    @blp.response(200, MessageSchema)
+    @refusals(blp, (429,))
+    def delete(self):
+        """Remove the stream cookie"""
+        response = current_app.make_response({"success": True, "message": "Stream cookie removed"})
+        response.delete_cookie(STREAM_COOKIE, path="/api/downloads")
+        return response

@@ -1,0 +1,36 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from downloads_app.infra import readiness
+
+blp = Blueprint("health", __name__, description="Liveness and readiness")
+
+
+class HealthSchema(Schema):
+    success = fields.Boolean()
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, HealthSchema)
+    def get(self):
+        """The process is alive"""
+        return {"success": True, "status": "alive", "checks": {}}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="A dependency is not ready")
+    def get(self):
+        """The database answers with every migration applied, and Redis answers"""
+        checks = readiness.check()
+        ready = all(result == "ok" for result in checks.values())
+        body = {"success": ready, "status": "ready" if ready else "not ready", "checks": checks}
+        return body, 200 if ready else 503

@@ -1,0 +1,31 @@
+"""Admin routes of /api/queue: health of the queue and workers, and requeueing a download."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from downloads_app.downloads import queue_health, service
+from downloads_app.web.api.documented_errors import ADMIN, SIGNED_IN, WRITE, refusals
+from downloads_app.web.auth import admin_required, authenticate
+from downloads_app.web.schemas import DownloadEnvelopeSchema, QueueHealthSchema
+
+blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Queue health (admin)")
+blp.before_request(authenticate)
+
+
+@blp.route("/health")
+class QueueHealth(MethodView):
+    @admin_required
+    @blp.response(200, QueueHealthSchema)
+    @refusals(blp, SIGNED_IN, ADMIN)
+    def get(self):
+        """Queue depths, dead letters, live workers, downloads by state, stalled downloads (admin)"""
+        return {"success": True, **queue_health.snapshot()}
+
+
+@blp.route("/downloads/<download_id:download_id>/requeue")
+class Requeue(MethodView):
+    @admin_required
+    @blp.response(200, DownloadEnvelopeSchema)
+    @refusals(blp, WRITE, ADMIN, (404, 409))
+    def post(self, download_id):
+        """Queue a stalled, pending, dead-lettered or failed download again (admin)"""
+        return {"success": True, "message": "Download requeued", "download": service.requeue(download_id)}
