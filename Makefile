@@ -29,7 +29,7 @@ test: $(VENV)/.installed-test
 # Benchmarks (not part of `make test`): PostgreSQL and SQLite, written to docs/performance.md.
 bench: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(PY) tests/benchmarks/bench.py --write docs/performance.md
+	$(PY) tests/bench/bench.py --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) var *.egg-info

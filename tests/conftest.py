@@ -1,26 +1,13 @@
 """Fixtures: a real Redis, SQLite and PostgreSQL databases, the app, tokens and a real worker."""
 import os
-import secrets
 import shutil
 import tempfile
-from contextlib import closing
-from urllib.parse import urlparse
 
-import psycopg2
 import pytest
 
-from downloads_app.infra.embedded_redis import ensure_redis
-from support import free_port, wait_until  # noqa: F401  (tests import them from here too)
-
-TEST_JWT_SECRET = "test-secret-" + "x" * 60
-# Redis database numbers of the shared server reserved for the tests.
-REDIS_DB_IN_PROCESS = 15
-REDIS_DB_PROCESSES = 14
-
-_redis_base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-_embedded_redis = ensure_redis(_redis_base, os.path.join(os.getcwd(), "var", "test-redis"))
-REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_IN_PROCESS}"
-PROCESS_REDIS_URL = f"{_redis_base.rstrip('/')}/{REDIS_DB_PROCESSES}"
+from support import free_port
+from support.databases import PostgresDatabases, migrated_sqlite_url, postgres_available
+from support.environment import POSTGRES_ADMIN_URL, REDIS_BASE_URL, REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET
 
 # `actors` builds its app and broker from the environment when first imported. The actor's
 # Dramatiq retries come from DOWNLOAD_MAX_ATTEMPTS here, so they outlast the attempts any
@@ -36,21 +23,26 @@ os.environ.update(
 )
 
 import actors  # noqa: E402
-from downloads_app import create_app
-from downloads_app.infra import schema_migrations  # noqa: E402
-from downloads_app.web.auth import issue_token  # noqa: E402
-from downloads_app.infra.database import database  # noqa: E402
+from downloads_app import create_app  # noqa: E402
 from downloads_app.downloads.models import MODELS, Content  # noqa: E402
+from downloads_app.infra import schema_migrations  # noqa: E402
+from downloads_app.infra.database import database  # noqa: E402
+from downloads_app.infra.embedded_redis import ensure_redis  # noqa: E402
+from downloads_app.web.auth import issue_token  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server():
+    """The Redis the tests use: the machine's, or an embedded one started for this session."""
+    embedded = ensure_redis(REDIS_BASE_URL, os.path.join(os.getcwd(), "var", "test-redis"))
+    yield
+    if embedded is not None:
+        embedded.terminate()
+        embedded.wait(timeout=10)
 
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(os.environ["dramatiq_prom_db"], ignore_errors=True)
-    if _embedded_redis is not None:
-        _embedded_redis.terminate()
-        _embedded_redis.wait(timeout=10)
 
 
 @pytest.fixture
@@ -61,42 +53,9 @@ def unused_tcp_port():
 # ---------------------------------------------------------------- databases
 
 
-def _postgres_admin():
-    connection = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3)
-    connection.autocommit = True
-    return connection
-
-
-def _postgres_available():
-    try:
-        _postgres_admin().close()
-        return True
-    except psycopg2.OperationalError:
-        return False
-
-
-class PostgresDatabases:
-    """Creates throwaway databases on the PostgreSQL server and drops them at the end."""
-
-    def __init__(self):
-        self.names = []
-
-    def create(self):
-        name = f"downloads_test_{secrets.token_hex(6)}"
-        with closing(_postgres_admin()) as admin, admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        return urlparse(POSTGRES_ADMIN_URL)._replace(path=f"/{name}").geturl()
-
-    def drop_all(self):
-        with closing(_postgres_admin()) as admin, admin.cursor() as cursor:
-            for name in self.names:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def postgres_databases():
-    if not _postgres_available():
+    if not postgres_available():
         message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}"
         if REQUIRE_POSTGRES:
             pytest.fail(message + " and REQUIRE_POSTGRES=1")
@@ -114,14 +73,6 @@ def postgres_url(postgres_databases):
     with app.app_context():
         schema_migrations.upgrade()
     database.close_all()
-    return url
-
-
-def migrated_sqlite_url(directory):
-    url = f"sqlite:///{directory / 'downloads.sqlite3'}"
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
-    with app.app_context():
-        schema_migrations.upgrade()
     return url
 
 

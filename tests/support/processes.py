@@ -11,10 +11,11 @@ from pathlib import Path
 import redis
 import requests
 
-from conftest import TEST_JWT_SECRET, free_port, wait_until
+from support import free_port, wait_until
+from support.environment import TEST_JWT_SECRET
 from downloads_app.infra.embedded_redis import start_redis_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Service:

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import PROCESS_REDIS_URL, migrated_sqlite_url, wait_until
+from support import wait_until
+from support.databases import migrated_sqlite_url
+from support.environment import PROCESS_REDIS_URL
 from downloads_app.downloads import service as download_service
 from downloads_app.downloads.models import Download, utcnow
-from origins import NGINX, Nginx, require
-from processes import ROOT, Service
+from support.origins import NGINX, Nginx, require
+from support.processes import ROOT, Service
 
 pytestmark = pytest.mark.browser
 

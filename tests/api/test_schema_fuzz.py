@@ -10,7 +10,7 @@ import os
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from conftest import REDIS_URL, TEST_JWT_SECRET
+from support.environment import REDIS_URL, TEST_JWT_SECRET
 from downloads_app import create_app
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))

@@ -6,8 +6,9 @@ import pytest
 import redis
 import requests
 
-from conftest import PROCESS_REDIS_URL, wait_until
-from processes import Service
+from support import wait_until
+from support.environment import PROCESS_REDIS_URL
+from support.processes import Service
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,8 @@
 """When Redis is down, starts answer 503 and leave nothing behind; reads keep working."""
 import pytest
 
-from conftest import TEST_JWT_SECRET, free_port
+from support import free_port
+from support.environment import TEST_JWT_SECRET
 from downloads_app import create_app
 from downloads_app.infra.embedded_redis import start_redis_server
 from downloads_app.downloads.models import Download

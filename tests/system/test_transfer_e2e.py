@@ -7,9 +7,10 @@ import time
 import pytest
 import requests
 
-from conftest import PROCESS_REDIS_URL, wait_until
-from origins import NGINX, Nginx, require
-from processes import Service
+from support import wait_until
+from support.environment import PROCESS_REDIS_URL
+from support.origins import NGINX, Nginx, require
+from support.processes import Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

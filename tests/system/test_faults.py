@@ -5,13 +5,14 @@ import pytest
 import redis
 import requests
 
-from conftest import PROCESS_REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET, wait_until
+from support import wait_until
+from support.environment import PROCESS_REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET
 from downloads_app import create_app
 from downloads_app.infra import schema_migrations
 from downloads_app.web.auth import issue_token
 from downloads_app.infra.database import database
 from downloads_app.downloads.models import Content
-from processes import OwnPostgres, OwnRedis, Service, postgres_bin
+from support.processes import OwnPostgres, OwnRedis, Service, postgres_bin
 
 pytestmark = pytest.mark.faults
 

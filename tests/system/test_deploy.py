@@ -12,9 +12,9 @@ import pytest
 import requests
 import yaml
 
-from conftest import PROCESS_REDIS_URL, TEST_JWT_SECRET, free_port, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import free_port, wait_until
+from support.environment import PROCESS_REDIS_URL, TEST_JWT_SECRET
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 INSTALL_ROOT = "/opt/downloads"

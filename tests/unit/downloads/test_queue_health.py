@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import wait_until
+from support import wait_until
 from downloads_app.downloads import service
 from downloads_app.downloads.models import Download
 

@@ -1,5 +1,5 @@
 """Readiness, the OpenAPI spec and the locally served Swagger UI."""
-from conftest import REDIS_URL
+from support.environment import REDIS_URL
 from downloads_app import create_app
 
 

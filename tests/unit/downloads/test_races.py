@@ -4,7 +4,7 @@ import threading
 import time
 from collections import Counter
 
-from conftest import wait_until
+from support import wait_until
 from downloads_app.downloads import lifecycle
 from downloads_app.downloads.models import Download, StorageLedger
 

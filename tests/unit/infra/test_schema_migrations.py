@@ -1,7 +1,7 @@
 """A fresh database migrated by `db upgrade` has exactly the models' schema, on both back ends."""
 import pytest
 
-from conftest import REDIS_URL
+from support.environment import REDIS_URL
 from downloads_app import create_app
 from downloads_app.infra import schema_migrations
 from downloads_app.infra.database import database

@@ -6,7 +6,7 @@ import time
 import jwt
 import pytest
 
-from conftest import TEST_JWT_SECRET
+from support.environment import TEST_JWT_SECRET
 from downloads_app import create_app
 
 

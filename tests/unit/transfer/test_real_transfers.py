@@ -5,11 +5,13 @@ import time
 
 import pytest
 
-from conftest import REDIS_URL, migrated_sqlite_url, wait_until
+from support import wait_until
+from support.databases import migrated_sqlite_url
+from support.environment import REDIS_URL
 from downloads_app import create_app
 from downloads_app.infra import stored_files
 from downloads_app.downloads.models import Download, StorageLedger
-from origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
+from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 20 * 1024 * 1024 + 4321  # 20 MB and a bit: many chunks, not a round number
 

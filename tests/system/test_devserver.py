@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, wait_until
+from support import free_port, wait_until
 from downloads_app.infra.embedded_redis import redis_answers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 

@@ -1,8 +1,8 @@
 """The transfer actor on a real Redis broker with a real two-thread Dramatiq worker."""
 import pytest
 
-from conftest import wait_until
-from downloads_app.transfer import run
+from support import wait_until
+from downloads_app.transfer import run as transfer_run
 from downloads_app.downloads.models import Download, StorageLedger
 
 
@@ -90,7 +90,7 @@ def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth,
 
 def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypatch):
     failures = []
-    simulated = run.simulated_transfer
+    simulated = transfer_run.simulated_transfer
 
     def flaky(download, report):
         if not failures:
@@ -100,7 +100,7 @@ def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypa
         assert download.downloaded_bytes == download.file_size_bytes // 2  # resumes from the offset
         return simulated(download, report)
 
-    monkeypatch.setattr(transfer, "simulated_transfer", flaky)
+    monkeypatch.setattr(transfer_run, "simulated_transfer", flaky)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "completed")
     done = record(app, download_id)
@@ -112,7 +112,7 @@ def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, a
     def broken(download, report):
         raise TimeoutError("origin did not answer")
 
-    monkeypatch.setattr(transfer, "simulated_transfer", broken)
+    monkeypatch.setattr(transfer_run, "simulated_transfer", broken)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "failed")
     failed = record(app, download_id)

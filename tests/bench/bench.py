@@ -542,7 +542,7 @@ def main():
     args = parser.parse_args()
     backends = args.db or ["postgres", "sqlite"]
     results = [(measure_transfer if args.only == "transfer" else measure)(backend) for backend in backends]
-    command = "python tests/benchmarks/bench.py --only transfer" if args.only else "make bench"
+    command = "python tests/bench/bench.py --only transfer" if args.only else "make bench"
     transfer = [f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
                 f"{transfer_versions()}; 1 MB = 10^6 bytes.", ""]
     for result in results:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import wait_until
+from support import wait_until
 from downloads_app.web.auth import STREAM_COOKIE
 from downloads_app.infra.database import database
 

@@ -7,9 +7,9 @@ from contextlib import closing
 
 import pytest
 
-from conftest import free_port
+from support import free_port
 from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range
-from origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
+from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 3 * 1024 * 1024 + 123
 TIMEOUTS = {"connect_timeout": 2, "read_timeout": 5}
