@@ -1,5 +1,6 @@
 """The transfer actor: a thin shell around `downloads_app.transfer.run.run`."""
 import dramatiq
+from flask import current_app
 from dramatiq.middleware import CurrentMessage
 
 from actors import app
@@ -19,4 +20,4 @@ from downloads_app.infra.broker import TRANSFER_ACTOR
 )
 def transfer_download(download_id):
     message = CurrentMessage.get_current_message()
-    transfer_run.run(download_id, job_id=message.message_id if message else None)
+    transfer_run.run(current_app.extensions["runtime"], download_id, job_id=message.message_id if message else None)

@@ -3,7 +3,7 @@ import threading
 
 from dramatiq import Middleware
 
-from downloads_app.downloads.reconciler import ReconcilerThread
+from actors.reconciler import ReconcilerThread
 from downloads_app.transfer.run import worker_stopping
 
 

@@ -3,38 +3,50 @@ import logging
 
 from flask import Flask
 
+
 def create_app(test_config=None):
-    """Settings from the environment, then `test_config`; extensions wired by init_app."""
+    """Settings from the environment, then `test_config`; adapters built from them; blueprints wired."""
     # Imported here, not at module level, so that importing a light module of this package
     # (gunicorn's config loads `downloads_app.infra.logs` in the master) does not import Dramatiq,
     # redis and PyJWT before gevent's monkey-patching in the workers.
-    from downloads_app.web import api, dashboard, http_errors, rate_limits, security_headers
+    from downloads_app.config import DEV_JWT_SECRET, load_settings, settings_from
     from downloads_app.downloads import catalogue
-    from downloads_app import cli
-    from downloads_app.infra import database, event_hub, logs, metrics, broker
-    from downloads_app.config import DEV_JWT_SECRET, load_settings
+    from downloads_app.downloads.runtime import build_runtime
+    from downloads_app.infra import broker, database, event_hub, logs
+    from downloads_app.web import api, cli, dashboard, http_errors, rate_limits, request_metrics, security_headers
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(load_settings())
     if test_config:
         app.config.update(test_config)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
-    if problem := catalogue.transport_problem(app.config):
+    settings = settings_from(app.config)
+    if problem := catalogue.transport_problem(settings):
         raise SystemExit(problem)  # at start-up, not at the first download
     if not app.testing:
-        logs.configure(app.config["LOG_FORMAT"])
-    if app.config["JWT_SECRET"] == DEV_JWT_SECRET and not app.testing:
+        logs.configure(settings.log_format)
+    if settings.jwt_secret == DEV_JWT_SECRET and not app.testing:
         logging.getLogger(__name__).warning(
             "JWT_SECRET is not set: using the development secret. Set it in production."
         )
-    database.init_app(app)
-    broker.init_app(app)
-    event_hub.init_app(app)
+    database.connect(settings)
+    app.teardown_appcontext(_close_database_connection)
+    app.extensions["broker"] = broker.make_broker(settings)
+    app.extensions["runtime"] = build_runtime(settings, app.extensions["broker"])
+    app.extensions["event_hub"] = event_hub.make_hub(settings)
     api.init_app(app)
     rate_limits.init_app(app, api.BLUEPRINTS)
     security_headers.init_app(app)
     http_errors.init_app(app)
-    metrics.init_app(app)
+    request_metrics.init_app(app)
     app.register_blueprint(dashboard.blp)
     cli.init_app(app)
     return app
+
+
+def _close_database_connection(exc):
+    """One database connection per request or command: returned to the pool at teardown."""
+    from downloads_app.infra.database import database
+
+    if not database.is_closed():
+        database.close()

@@ -1,5 +1,6 @@
-"""Settings read from the environment (and an optional `.env` file), with defaults."""
+"""Settings read from the environment (and an optional `.env` file), with defaults, as one typed object."""
 import os
+from dataclasses import fields, make_dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -72,6 +73,22 @@ SETTINGS = {
     "RATELIMIT_WRITES": (str, "120 per minute"),
     "CORS_ORIGINS": (_origins, ""),
 }
+
+
+# The Python type of each parser's result, for the fields of Settings.
+_TYPES = {_origins: list, _flag: bool, _bitrates: dict}
+
+Settings = make_dataclass(
+    "Settings",
+    [(name.lower(), _TYPES.get(parse, parse)) for name, (parse, _) in SETTINGS.items()],
+    frozen=True,
+)
+Settings.__doc__ = """Every setting of SETTINGS, typed, as a lowercase attribute (`settings.storage_dir`)."""
+
+
+def settings_from(config):
+    """The Settings of a mapping with every name of SETTINGS (the Flask app's config)."""
+    return Settings(**{field.name: config[field.name.upper()] for field in fields(Settings)})
 
 
 def load_settings(environ=None):

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from downloads_app import create_app
 from downloads_app.web.auth import issue_token
-from downloads_app.cli import DEMO_USER
+from downloads_app.web.cli import DEMO_USER
 from downloads_app.config import PROJECT_ROOT, VAR_DIR
 from downloads_app.infra.embedded_redis import ensure_redis
 

@@ -24,6 +24,8 @@ os.environ.update(
 
 import actors  # noqa: E402
 from downloads_app import create_app  # noqa: E402
+from downloads_app.config import settings_from  # noqa: E402
+from downloads_app.downloads.runtime import build_runtime  # noqa: E402
 from downloads_app.downloads.models import MODELS, Content  # noqa: E402
 from downloads_app.infra import schema_migrations  # noqa: E402
 from downloads_app.infra.database import database  # noqa: E402
@@ -120,6 +122,19 @@ def app(database_url, redis_client, tmp_path):
     app.extensions["broker"].client.close()
     if hasattr(database.obj, "close_all"):
         database.close_all()
+
+
+@pytest.fixture
+def configure(app):
+    """configure(NAME=value, ...): run `app` with other settings from now on, as a restart with them would;
+    returns the new runtime."""
+
+    def change(**settings):
+        app.config.update(settings)
+        app.extensions["runtime"] = build_runtime(settings_from(app.config), app.extensions["broker"])
+        return app.extensions["runtime"]
+
+    return change
 
 
 @pytest.fixture

@@ -1,6 +1,4 @@
 """Whether a start or a resume may make a download live: held titles, idempotency keys, the cap."""
-from flask import current_app
-
 from downloads_app.downloads import ledger, lifecycle
 from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
 from downloads_app.downloads.models import Download
@@ -42,9 +40,9 @@ def check_not_held(download):
         )
 
 
-def check_active_cap(user_id):
+def check_active_cap(rt, user_id):
     """TooManyActiveDownloads if the user's pending and downloading downloads exceed the cap."""
-    cap = current_app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"]
+    cap = rt.settings.max_active_downloads_per_user
     if not cap:
         return
     ledger.lock(user_id)  # concurrent starts and resumes count one at a time

@@ -1,5 +1,4 @@
 """The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
-from flask import current_app
 from peewee import IntegrityError, prefetch
 
 from downloads_app.infra import origins
@@ -17,14 +16,14 @@ from downloads_app.downloads.models import Content, ContentSource, Download
 TRANSPORT_SCHEMES = {"simulated": (), "http": ("http://", "https://"), "s3": ("s3://",)}
 
 
-def offered_qualities():
+def offered_qualities(settings):
     """Qualities the service knows a bitrate for, lowest first."""
-    return list(current_app.config["QUALITY_BITRATES_KBPS"])
+    return list(settings.quality_bitrates_kbps)
 
 
-def file_size_bytes(duration_seconds, quality):
+def file_size_bytes(settings, duration_seconds, quality):
     """Duration × bitrate, in bytes (kbps × 1000 / 8 = kbps × 125)."""
-    return duration_seconds * current_app.config["QUALITY_BITRATES_KBPS"][quality] * 125
+    return duration_seconds * settings.quality_bitrates_kbps[quality] * 125
 
 
 def list_contents():
@@ -46,26 +45,26 @@ def _check_offered(content, quality):
         )
 
 
-def file_of(content, quality):
+def file_of(settings, content, quality):
     """(bytes, source or None: simulated) of `content` at `quality`, from one query.
 
     The bytes are the source file's, else duration × bitrate.
     """
     _check_offered(content, quality)
-    estimate = file_size_bytes(content.duration_seconds, quality)
-    source = source_for(content.id, quality, estimate)
+    estimate = file_size_bytes(settings, content.duration_seconds, quality)
+    source = source_for(settings, content.id, quality, estimate)
     return (source.size_bytes if source else estimate), source
 
 
-def sizes(content):
+def sizes(settings, content):
     """{quality: bytes} of `content` (its sources are prefetched by `list_contents`)."""
     sources = {s.quality: s.size_bytes for s in content.sources}
-    return {q: sources.get(q) or file_size_bytes(content.duration_seconds, q) for q in content.quality_list}
+    return {q: sources.get(q) or file_size_bytes(settings, content.duration_seconds, q) for q in content.quality_list}
 
 
-def transport_problem(config):
+def transport_problem(settings):
     """Why DOWNLOAD_TRANSPORT and DOWNLOAD_ORIGIN_URL cannot work together, or None."""
-    transport, base = config["DOWNLOAD_TRANSPORT"], config["DOWNLOAD_ORIGIN_URL"]
+    transport, base = settings.download_transport, settings.download_origin_url
     if transport not in TRANSPORT_SCHEMES:
         return f"DOWNLOAD_TRANSPORT={transport!r}; expected one of {', '.join(TRANSPORT_SCHEMES)}"
     schemes = TRANSPORT_SCHEMES[transport]
@@ -75,33 +74,31 @@ def transport_problem(config):
     return None
 
 
-def source_for(content_id, quality, size_bytes):
+def source_for(settings, content_id, quality, size_bytes):
     """Where the file of `content_id` at `quality` comes from (a ContentSource, maybe unsaved); None: simulated.
 
     The catalogue's source for the title and quality if it has one, else
     DOWNLOAD_ORIGIN_URL/<content id>/<quality> when DOWNLOAD_TRANSPORT is http or s3.
     """
     source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
-    config = current_app.config
-    if source is not None or config["DOWNLOAD_TRANSPORT"] == "simulated":
+    if source is not None or settings.download_transport == "simulated":
         return source
-    problem = transport_problem(config)
+    problem = transport_problem(settings)
     if problem:
         raise OriginUnusable(problem)
-    location = f"{config['DOWNLOAD_ORIGIN_URL'].rstrip('/')}/{content_id}/{quality}"
+    location = f"{settings.download_origin_url.rstrip('/')}/{content_id}/{quality}"
     return ContentSource(content=content_id, quality=quality, size_bytes=size_bytes, location=location)
 
 
-def set_source(content_id, quality, location, size_bytes=None, sha256=None, content_type=None):
+def set_source(settings, content_id, quality, location, size_bytes=None, sha256=None, content_type=None):
     """Record where `content_id` at `quality` lives; without `size_bytes`, ask the origin."""
     content = get_content(content_id)
     _check_offered(content, quality)
     if size_bytes is None:
-        config = current_app.config
         try:
             facts = origins.describe(
-                location, connect_timeout=config["DOWNLOAD_CONNECT_TIMEOUT_SECONDS"],
-                read_timeout=config["DOWNLOAD_READ_TIMEOUT_SECONDS"],
+                location, connect_timeout=settings.download_connect_timeout_seconds,
+                read_timeout=settings.download_read_timeout_seconds,
             )
         except origins.OriginError as exc:
             raise OriginUnusable(f"The origin did not describe the file: {exc}") from exc
@@ -123,29 +120,30 @@ def delete_source(content_id, quality):
         raise ContentNotFound(f"No source for {content_id!r} at {quality!r}.")
 
 
-def _check_qualities(qualities):
-    unknown = sorted(set(qualities) - set(offered_qualities()))
+def _check_qualities(settings, qualities):
+    offered = offered_qualities(settings)
+    unknown = sorted(set(qualities) - set(offered))
     if unknown:
         raise QualityNotOffered(
-            f"Unknown qualities {unknown}; the service offers {offered_qualities()}."
+            f"Unknown qualities {unknown}; the service offers {offered}."
         )
-    return ",".join(q for q in offered_qualities() if q in qualities)
+    return ",".join(q for q in offered if q in qualities)
 
 
-def create_content(id, title, duration_seconds, qualities):
+def create_content(settings, id, title, duration_seconds, qualities):
     try:
         return Content.create(
             id=id, title=title, duration_seconds=duration_seconds,
-            qualities=_check_qualities(qualities),
+            qualities=_check_qualities(settings, qualities),
         )
     except IntegrityError as exc:
         raise ContentExists(f"A title with id {id!r} already exists.") from exc
 
 
-def update_content(content_id, **changes):
+def update_content(settings, content_id, **changes):
     content = get_content(content_id)
     if "qualities" in changes:
-        changes["qualities"] = _check_qualities(changes["qualities"])
+        changes["qualities"] = _check_qualities(settings, changes["qualities"])
     for name, value in changes.items():
         setattr(content, name, value)
     content.save()

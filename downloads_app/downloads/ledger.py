@@ -3,59 +3,60 @@
 Called inside the transaction of the download change that moves the bytes, so the ledger
 always equals the sum of the user's reserving downloads.
 """
-from flask import current_app
 from peewee import fn
 
-from downloads_app.downloads.refusals import QuotaExceeded
 from downloads_app.downloads.models import StorageLedger
+from downloads_app.downloads.refusals import QuotaExceeded
+from downloads_app.infra.stored_files import human_bytes
 
 
-def _quota_expression():
-    return fn.COALESCE(StorageLedger.quota_bytes, current_app.config["STORAGE_QUOTA_BYTES"])
+def _quota_expression(default_quota):
+    return fn.COALESCE(StorageLedger.quota_bytes, default_quota)
 
 
-def storage(user_id):
-    """{quota_bytes, used_bytes, free_bytes} of `user_id`."""
+def storage(settings, user_id):
+    """{quota_bytes, used_bytes, free_bytes} of `user_id` (STORAGE_QUOTA_BYTES unless they have their own)."""
     row = StorageLedger.get_or_none(StorageLedger.user_id == user_id)
     used = row.used_bytes if row else 0
     quota = row.quota_bytes if row and row.quota_bytes is not None else None
     if quota is None:
-        quota = current_app.config["STORAGE_QUOTA_BYTES"]
+        quota = settings.storage_quota_bytes
     return {"quota_bytes": quota, "used_bytes": used, "free_bytes": max(quota - used, 0)}
 
 
-def reserve(user_id, nbytes):
+def reserve(rt, user_id, nbytes):
     """Add `nbytes` to the ledger if they fit in the quota, else QuotaExceeded.
 
     One statement: a user's first reservation inserts the row (when it fits the default
     quota), later ones update it only while the sum stays within the quota.
     """
-    fits_new_row = nbytes <= current_app.config["STORAGE_QUOTA_BYTES"]
+    default_quota = rt.settings.storage_quota_bytes
+    fits_new_row = nbytes <= default_quota
     reserved = list(
         StorageLedger.insert(user_id=user_id, used_bytes=nbytes if fits_new_row else 0)
         .on_conflict(
             conflict_target=[StorageLedger.user_id],
             update={StorageLedger.used_bytes: StorageLedger.used_bytes + nbytes},
-            where=StorageLedger.used_bytes + nbytes <= _quota_expression(),
+            where=StorageLedger.used_bytes + nbytes <= _quota_expression(default_quota),
         )
         .returning(StorageLedger.used_bytes)
         .tuples()
         .execute()
     )
     if not reserved or reserved[0][0] < nbytes:  # refused, or a new row that did not fit
-        free = storage(user_id)["free_bytes"]
+        free = storage(rt.settings, user_id)["free_bytes"]
         raise QuotaExceeded(
-            f"Not enough storage: this download needs {nbytes} bytes and {free} are free.",
+            f"Not enough storage: this download needs {human_bytes(nbytes)} and {human_bytes(free)} are free.",
             needed_bytes=str(nbytes),
             free_bytes=str(free),
         )
 
 
-def settle(deltas):
+def settle(rt, deltas):
     """Apply {user id: bytes to reserve (+) or release (-)}: one statement per user."""
     for user_id, nbytes in deltas.items():
         if nbytes > 0:
-            reserve(user_id, nbytes)
+            reserve(rt, user_id, nbytes)
         elif nbytes < 0:
             StorageLedger.update(used_bytes=StorageLedger.used_bytes + nbytes).where(
                 StorageLedger.user_id == user_id

@@ -1,29 +1,20 @@
 """What operators look at: the queue in Redis, the live workers, and downloads by state."""
-from flask import current_app
 from peewee import fn
 
 from downloads_app.downloads import lifecycle
 from downloads_app.infra import worker_registry
 from downloads_app.downloads.models import Download, utcnow
-from downloads_app.infra.broker import dead_lettered_ids, queue_keys
-from downloads_app.downloads.service import stalled
+from downloads_app.downloads.recovery import stalled
 
 LISTED = 100  # at most this many stalled or dead-lettered downloads are listed
 
 
-def snapshot():
+def snapshot(rt):
     """The whole picture, as the admin endpoint and `flask queue stats` show it."""
-    config = current_app.config
-    client = current_app.extensions["broker"].client
-    keys = queue_keys()
-    with client.pipeline(transaction=False) as pipe:
-        pipe.llen(keys["ready"])
-        pipe.hlen(keys["delayed"])
-        pipe.zcard(keys["dead"])
-        ready, delayed, dead = pipe.execute()
+    ready, delayed, dead = rt.queue.depths()
     # A worker beats on every reconciler pass; three missed passes and it is presumed dead.
-    alive_within = 3 * config["DOWNLOAD_RECONCILE_SECONDS"] + 5
-    registry = worker_registry.registered(client, alive_within)
+    alive_within = 3 * rt.settings.download_reconcile_seconds + 5
+    registry = worker_registry.registered(rt.queue.client, alive_within)
 
     by_status = dict.fromkeys(lifecycle.STATUSES, 0)
     for status, count in Download.select(Download.status, fn.COUNT(Download.id)).group_by(Download.status).tuples():
@@ -31,11 +22,11 @@ def snapshot():
     oldest_pending = (
         Download.select(fn.MIN(Download.created_at)).where(Download.status == lifecycle.PENDING).scalar()
     )
-    stalled_query = Download.select().where(stalled())
+    stalled_query = Download.select().where(stalled(rt.settings))
     now = utcnow()
     return {
-        "queue": {"name": config["DOWNLOADS_QUEUE"], "ready": ready, "delayed": delayed, "dead_lettered": dead},
-        "dead_lettered_downloads": dead_lettered_ids()[:LISTED],
+        "queue": {"name": rt.queue.name, "ready": ready, "delayed": delayed, "dead_lettered": dead},
+        "dead_lettered_downloads": rt.queue.dead_lettered_ids()[:LISTED],
         "workers": registry,
         "workers_alive": sum(w["alive"] for w in registry),
         "downloads_by_status": by_status,

@@ -1,10 +1,13 @@
-"""Refusals of the domain, one class each; the API maps them to HTTP statuses."""
+"""Refusals of the domain: one plain exception each, with a machine-readable `reason`.
+
+The web wing decides their HTTP statuses (`web/http_errors.py`); the CLI prints them.
+"""
 
 
-class ServiceError(Exception):
-    """Base: a request the service refuses, with a message fit for the client."""
+class Refusal(Exception):
+    """Base: a request the service refuses, with a message fit for the client and details."""
 
-    status_code = 400
+    reason = "refused"
 
     def __init__(self, message, **details):
         super().__init__(message)
@@ -12,97 +15,73 @@ class ServiceError(Exception):
         self.details = details
 
 
-class DownloadNotFound(ServiceError):
+class DownloadNotFound(Refusal):
     """No such download for this user."""
 
-    status_code = 404
+    reason = "download_not_found"
 
 
-class ContentNotFound(ServiceError):
+class ContentNotFound(Refusal):
     """No such title in the catalogue."""
 
-    status_code = 404
+    reason = "content_not_found"
 
 
-class ContentExists(ServiceError):
+class ContentExists(Refusal):
     """A title with this id is already in the catalogue."""
 
-    status_code = 409
+    reason = "content_exists"
 
 
-class ContentInUse(ServiceError):
+class ContentInUse(Refusal):
     """The title still has downloads and cannot be removed."""
 
-    status_code = 409
+    reason = "content_in_use"
 
 
-class QualityNotOffered(ServiceError):
+class QualityNotOffered(Refusal):
     """The title is not offered in the requested quality."""
 
-    status_code = 422
+    reason = "quality_not_offered"
 
 
-class QuotaExceeded(ServiceError):
+class QuotaExceeded(Refusal):
     """The download does not fit in the user's free storage."""
 
-    status_code = 413
+    reason = "quota_exceeded"
 
 
-class TooManyActiveDownloads(ServiceError):
+class TooManyActiveDownloads(Refusal):
     """The user already has MAX_ACTIVE_DOWNLOADS_PER_USER downloads pending or downloading."""
 
-    status_code = 409
+    reason = "too_many_active_downloads"
 
 
-class AlreadyHeld(ServiceError):
+class AlreadyHeld(Refusal):
     """A retry would make a second live download of a title and quality the user holds."""
 
-    status_code = 409
+    reason = "already_held"
 
 
-class IdempotencyKeyReused(ServiceError):
+class IdempotencyKeyReused(Refusal):
     """The Idempotency-Key was used before for a different title or quality."""
 
-    status_code = 422
+    reason = "idempotency_key_reused"
 
 
-class OriginUnusable(ServiceError):
+class OriginUnusable(Refusal):
     """The file's origin cannot be used: misconfigured, or it did not serve the file."""
 
-    status_code = 422
+    reason = "origin_unusable"
 
 
-class InsufficientStorage(ServiceError):
-    """STORAGE_DIR has too little free space for the file (plus STORAGE_FREE_MARGIN_BYTES)."""
-
-    status_code = 507
-
-
-class InvalidTransition(ServiceError):
+class InvalidTransition(Refusal):
     """The action does not fit the download's current state."""
 
-    status_code = 409
+    reason = "invalid_transition"
 
 
-class QueueUnavailable(ServiceError):
-    """Redis (the job queue) did not answer."""
-
-    status_code = 503
-
-
-class NoStoredFile(ServiceError):
+class NoStoredFile(Refusal):
     """The download has no file to serve: not completed, or moved by the simulated transport."""
 
-    status_code = 409
-
-
-class NotAuthenticated(ServiceError):
-    """No valid bearer token came with the request."""
-
-    status_code = 401
-
-
-class NotAllowed(ServiceError):
-    """The caller is signed in but may not do this."""
-
-    status_code = 403
+    reason = "no_stored_file"

@@ -47,17 +47,8 @@ def open_database(url, pool_size=20, pool_timeout=10.0):
     raise ValueError(f"DATABASE_URL must be sqlite:/// or postgresql://, not {scheme!r}")
 
 
-def init_app(app):
-    """Point the shared handle at the app's database; one connection per request."""
+def connect(settings):
+    """Point the shared handle at DATABASE_URL (connections open per request or per job)."""
     database.initialize(
-        open_database(
-            app.config["DATABASE_URL"],
-            app.config["DATABASE_POOL_SIZE"],
-            app.config["DATABASE_POOL_TIMEOUT"],
-        )
+        open_database(settings.database_url, settings.database_pool_size, settings.database_pool_timeout)
     )
-
-    @app.teardown_appcontext
-    def close_connection(exc):
-        if not database.is_closed():
-            database.close()

@@ -7,7 +7,6 @@ import time
 from collections import defaultdict
 
 import redis
-from flask import current_app
 
 from downloads_app.infra.metrics import STREAMS_OPEN
 
@@ -26,9 +25,6 @@ LISTEN_POLL_SECONDS = 0.5
 # Put in a stream's queue to end it.
 END_OF_STREAM = None
 
-_publish_suppressed_until = 0.0
-
-
 def progress_fields(download, status=None):
     """The `/progress` body of `download` (byte counts as decimal strings)."""
     fields = {name: getattr(download, name) for name in PROGRESS_FIELDS}
@@ -44,21 +40,26 @@ def event(kind, download, status=None):
     return {"event": kind, "id": int(time.time() * 1000), "data": progress_fields(download, status)}
 
 
-def publish(kind, downloads, status=None):
-    """Publish one event per download to its owner's channel; never raises."""
-    global _publish_suppressed_until
-    if time.monotonic() < _publish_suppressed_until:
-        return
-    client = current_app.extensions["broker"].client
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for download in downloads:
-                pipe.publish(CHANNEL_PREFIX + download.user_id, json.dumps(event(kind, download, status)))
-            pipe.execute()
-    except redis.RedisError as exc:
-        _publish_suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
-        log.warning("Could not publish download events (live updates pause for %ss): %s",
-                    PUBLISH_BACKOFF_SECONDS, exc)
+class EventPublisher:
+    """Publishes download events on Redis; a refused publish pauses publishing for a while."""
+
+    def __init__(self, client):
+        self._client = client
+        self._suppressed_until = 0.0
+
+    def publish(self, kind, downloads, status=None):
+        """Publish one event per download to its owner's channel; never raises."""
+        if time.monotonic() < self._suppressed_until:
+            return
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for download in downloads:
+                    pipe.publish(CHANNEL_PREFIX + download.user_id, json.dumps(event(kind, download, status)))
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
+            log.warning("Could not publish download events (live updates pause for %ss): %s",
+                        PUBLISH_BACKOFF_SECONDS, exc)
 
 
 def format_sse(message):
@@ -156,10 +157,10 @@ class EventHub:
         self._client.close()
 
 
-def init_app(app):
-    # Streams block on reads between events: a client without a read timeout.
+def make_hub(settings):
+    """The hub of this process; streams block on reads between events: a client without a read timeout."""
     client = redis.Redis.from_url(
-        app.config["REDIS_URL"], socket_connect_timeout=app.config["REDIS_TIMEOUT_SECONDS"],
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout_seconds,
         socket_keepalive=True, health_check_interval=30,
     )
-    app.extensions["event_hub"] = EventHub(client)
+    return EventHub(client)

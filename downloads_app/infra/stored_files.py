@@ -6,68 +6,119 @@ import shutil
 import time
 from pathlib import Path
 
-from flask import current_app
-
-from downloads_app.downloads.refusals import InsufficientStorage
-
 HASH_READ_BYTES = 1024 * 1024
 # A run stopped by pause or cancel lets go of the `.part` at its next chunk: wait that long.
 PART_LOCK_WAIT_SECONDS = 5.0
+
+
+class InsufficientStorage(Exception):
+    """STORAGE_DIR has too little free space for the file (plus STORAGE_FREE_MARGIN_BYTES)."""
+
+    reason = "insufficient_storage"
 
 
 class PartFileBusy(Exception):
     """Another run of the same download still holds its `.part` file (try again later)."""
 
 
-def _user_dir(user_id):
-    # User ids come from tokens: hash them into a safe directory name.
-    return Path(current_app.config["STORAGE_DIR"]) / hashlib.sha256(user_id.encode()).hexdigest()[:32]
+def human_bytes(count):
+    """`count` bytes as people read them, exact count beside: "70.0 GB (70,002,000,000 bytes)", "5 bytes"."""
+    if abs(count) < 1000:
+        return "1 byte" if count == 1 else f"{count} bytes"
+    scaled = count
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        scaled /= 1000
+        if abs(scaled) < 1000 or unit == "PB":
+            return f"{scaled:.1f} {unit} ({count:,} bytes)"
 
 
-def final_path(download):
-    """Where a completed download's file lives."""
-    return _user_dir(download.user_id) / download.id
+class StoredFiles:
+    """The storage directory of this service (STORAGE_DIR) and the free space it must keep."""
+
+    def __init__(self, directory, free_margin_bytes):
+        self.directory = Path(directory)
+        self.free_margin_bytes = free_margin_bytes
+
+    def of(self, download):
+        """The files of `download` (anything with `id` and `user_id`)."""
+        # User ids come from tokens: hash them into a safe directory name.
+        user_dir = self.directory / hashlib.sha256(download.user_id.encode()).hexdigest()[:32]
+        return DownloadFiles(self, user_dir / download.id)
+
+    def check_free_space(self, needed_bytes):
+        """InsufficientStorage unless STORAGE_DIR has `needed_bytes` plus the margin free."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.directory).free
+        margin = self.free_margin_bytes
+        if free < needed_bytes + margin:
+            raise InsufficientStorage(
+                f"The service's storage is full: {human_bytes(needed_bytes)} are needed plus a margin of "
+                f"{human_bytes(margin)}, and {human_bytes(free)} are free. Try again later.",
+            )
 
 
-def part_path(download):
-    """The file a transfer appends to until it is verified."""
-    return final_path(download).with_suffix(".part")
+class DownloadFiles:
+    """One download's files: the finished file, the `.part` a transfer appends to, and its version."""
 
+    def __init__(self, storage, final_path):
+        self.storage = storage
+        self.final_path = final_path
+        self.part_path = final_path.with_suffix(".part")
+        # Beside the `.part`: the origin's ETag or Last-Modified of the bytes in it.
+        self.version_path = final_path.with_suffix(".version")
 
-def _version_path(download):
-    """Beside the `.part`: the origin's ETag or Last-Modified of the bytes in it."""
-    return final_path(download).with_suffix(".version")
+    def check_free_space(self, needed_bytes):
+        """InsufficientStorage unless the storage directory has room for `needed_bytes` more."""
+        self.storage.check_free_space(needed_bytes)
 
+    def stored_bytes(self):
+        """Bytes already in the `.part` file (0 if there is none)."""
+        try:
+            return self.part_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
-def stored_bytes(download):
-    """Bytes already in the `.part` file (0 if there is none)."""
-    try:
-        return part_path(download).stat().st_size
-    except FileNotFoundError:
-        return 0
+    def part_version(self):
+        """The origin version the `.part` bytes belong to, or None."""
+        try:
+            return self.version_path.read_text() or None
+        except FileNotFoundError:
+            return None
 
+    def open_part(self, offset, version):
+        """The `.part`, locked for this run and opened to append from `offset`."""
+        return PartFile(self, offset, version)
 
-def part_version(download):
-    """The origin version the `.part` bytes belong to, or None."""
-    try:
-        return _version_path(download).read_text() or None
-    except FileNotFoundError:
-        return None
+    def finish(self):
+        """Move the verified `.part` to its final name, atomically and durably."""
+        with open(self.part_path, "rb") as part:
+            os.fsync(part.fileno())
+        os.replace(self.part_path, self.final_path)
+        self.version_path.unlink(missing_ok=True)
+
+    def discard_part(self):
+        """Forget the bytes of an unfinished transfer (the next run starts from zero)."""
+        self.part_path.unlink(missing_ok=True)
+        self.version_path.unlink(missing_ok=True)
+
+    def remove(self):
+        """Delete every file of the download: finished or not."""
+        self.final_path.unlink(missing_ok=True)
+        self.discard_part()
 
 
 class PartFile:
     """The `.part` of a download, opened to append from `offset` (cut back to it), hashing as it grows."""
 
-    def __init__(self, download, offset, version):
-        path = part_path(download)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, files, offset, version):
+        files.part_path.parent.mkdir(parents=True, exist_ok=True)
         # Unbuffered: the bytes `size` counts are in the file, even if the process dies next.
-        self.file = open(path, "a+b", buffering=0)  # noqa: SIM115 (closed by close())
+        self.file = open(files.part_path, "a+b", buffering=0)  # noqa: SIM115 (closed by close())
         if not _lock(self.file):
             self.file.close()
-            raise PartFileBusy(f"another run still writes {path.name}")
+            raise PartFileBusy(f"another run still writes {files.part_path.name}")
         self.file.truncate(offset)
-        _version_path(download).write_text(version or "")
+        files.version_path.write_text(version or "")
         self.sha256 = hashlib.sha256()
         self.file.seek(0)
         remaining = offset
@@ -101,36 +152,3 @@ def _lock(file):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
-
-
-def finish(download):
-    """Move the verified `.part` to its final name, atomically and durably."""
-    with open(part_path(download), "rb") as part:
-        os.fsync(part.fileno())
-    os.replace(part_path(download), final_path(download))
-    _version_path(download).unlink(missing_ok=True)
-
-
-def discard_part(download):
-    """Forget the bytes of an unfinished transfer (the next run starts from zero)."""
-    part_path(download).unlink(missing_ok=True)
-    _version_path(download).unlink(missing_ok=True)
-
-
-def remove(download):
-    """Delete every file of `download`: finished or not."""
-    final_path(download).unlink(missing_ok=True)
-    discard_part(download)
-
-
-def check_free_space(needed_bytes):
-    """InsufficientStorage unless STORAGE_DIR has `needed_bytes` plus STORAGE_FREE_MARGIN_BYTES free."""
-    directory = Path(current_app.config["STORAGE_DIR"])
-    directory.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(directory).free
-    margin = current_app.config["STORAGE_FREE_MARGIN_BYTES"]
-    if free < needed_bytes + margin:
-        raise InsufficientStorage(
-            f"The service's storage is full: {needed_bytes} bytes are needed plus a margin of "
-            f"{margin}, and {free} are free. Try again later.",
-        )

@@ -1,11 +1,11 @@
-"""A real transfer: stream the file from its origin into STORAGE_DIR, resuming, then verify it."""
+"""The origin copier: stream a file from its origin into the download's `.part`, resuming, then verify it.
+
+It knows its download only through the Run handle and its files; it imports no domain module.
+"""
 import logging
 
-from flask import current_app
-
+from downloads_app.infra import origins
 from downloads_app.transfer import bandwidth
-from downloads_app.downloads import service
-from downloads_app.infra import stored_files, origins
 
 log = logging.getLogger("downloads_app.worker")
 
@@ -16,72 +16,72 @@ class VerificationFailed(Exception):
     """The finished file is not the one the catalogue describes; the next run starts from zero."""
 
 
-def _chunk_size(config):
+def _chunk_size(settings):
     """DOWNLOAD_CHUNK_BYTES, smaller under a bandwidth limit so a chunk takes at most ¼ s."""
-    rates = [r for r in (config["DOWNLOAD_MAX_BYTES_PER_SECOND"], config["DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND"]) if r]
-    return min([config["DOWNLOAD_CHUNK_BYTES"], *(max(rate // 4, MIN_THROTTLED_CHUNK) for rate in rates)])
+    rates = [r for r in (settings.download_max_bytes_per_second, settings.download_worker_max_bytes_per_second) if r]
+    return min([settings.download_chunk_bytes, *(max(rate // 4, MIN_THROTTLED_CHUNK) for rate in rates)])
 
 
-def fetch(download, source, report):
+def fetch(handle, source, settings):
     """Move the file of `source` into the download's `.part` from the bytes already there.
 
-    True once the file is verified and in its place (`download.sha256` is set); False when
-    `report(bytes on disk)` says to stop. A changed origin (its ETag or Last-Modified) starts
+    True once the file is verified and in its place (its SHA-256 given to `handle.finish`);
+    False when the handle says to stop. A changed origin (its ETag or Last-Modified) starts
     the file over. Raises OriginError, VerificationFailed, InsufficientStorage, QuotaExceeded.
     """
-    config = current_app.config
-    offset = stored_files.stored_bytes(download)
-    stored_files.check_free_space(max(download.file_size_bytes - offset, 0))
+    files = handle.files
+    offset = files.stored_bytes()
+    files.check_free_space(max(handle.file_size_bytes - offset, 0))
     with origins.open_range(
-        source.location, offset, stored_files.part_version(download),
-        connect_timeout=config["DOWNLOAD_CONNECT_TIMEOUT_SECONDS"],
-        read_timeout=config["DOWNLOAD_READ_TIMEOUT_SECONDS"],
-        chunk_size=_chunk_size(config),
+        source.location, offset, files.part_version(),
+        connect_timeout=settings.download_connect_timeout_seconds,
+        read_timeout=settings.download_read_timeout_seconds,
+        chunk_size=_chunk_size(settings),
     ) as answer:
         if answer.start < offset:
-            log.info("[Download Worker] %s: the origin's file changed; starting over", download.id)
+            log.info("[Download Worker] %s: the origin's file changed; starting over", handle.download_id)
         elif offset:
-            log.info("[Download Worker] %s: resuming at byte %d of the file on disk", download.id, offset)
-        if answer.start != download.downloaded_bytes:
-            service.record_bytes_on_disk(download, answer.start)  # the bytes on disk are the truth
-        if answer.total_size != download.file_size_bytes:
-            service.resize(download, answer.total_size)  # the quota follows the real file
-        part = stored_files.PartFile(download, answer.start, answer.validator)
+            log.info("[Download Worker] %s: resuming at byte %d of the file on disk", handle.download_id, offset)
+        if answer.start != handle.downloaded_bytes:
+            handle.rebase(answer.start)  # the bytes on disk are the truth
+        if answer.total_size != handle.file_size_bytes:
+            handle.resize(answer.total_size)  # the quota follows the real file
+        part = files.open_part(answer.start, answer.validator)
         try:
-            if not _copy(answer, part, report, config):
+            if not _copy(answer, part, handle, settings):
                 return False
         finally:
             part.close()
-    _verify(download, source, part)
-    stored_files.finish(download)
-    download.sha256 = part.sha256.hexdigest()
+    _verify(handle, source, part)
+    files.finish()
+    handle.finish(part.sha256.hexdigest())
     return True
 
 
-def _copy(answer, part, report, config):
+def _copy(answer, part, handle, settings):
     """Append the answer's body to `part` within the bandwidth limits; False if told to stop."""
-    own_limit = bandwidth.Throttle(config["DOWNLOAD_MAX_BYTES_PER_SECOND"])
-    worker_limit = bandwidth.process_throttle(config["DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND"])
-    if not report(part.size):
+    own_limit = bandwidth.Throttle(settings.download_max_bytes_per_second)
+    worker_limit = bandwidth.process_throttle(settings.download_worker_max_bytes_per_second)
+    if not handle.report(part.size):
         return False
     for chunk in answer.chunks():
         part.write(chunk)
         own_limit.spend(len(chunk))
         worker_limit.spend(len(chunk))
-        if not report(part.size):
+        if not handle.report(part.size):
             return False
     return True
 
 
-def _verify(download, source, part):
+def _verify(handle, source, part):
     """The size the origin announced, and the catalogue's SHA-256 when it has one."""
     digest = part.sha256.hexdigest()
     problem = None
-    if part.size != download.file_size_bytes:
-        problem = f"the file has {part.size} bytes, the origin announced {download.file_size_bytes}"
+    if part.size != handle.file_size_bytes:
+        problem = f"the file has {part.size} bytes, the origin announced {handle.file_size_bytes}"
     elif source.sha256 and digest != source.sha256.lower():
         problem = f"SHA-256 {digest} does not match the catalogue's {source.sha256.lower()}"
     if problem:
-        stored_files.discard_part(download)
-        service.record_bytes_on_disk(download, 0)
+        handle.files.discard_part()
+        handle.rebase(0)
         raise VerificationFailed(f"{problem}; the next attempt starts from zero")

@@ -6,12 +6,24 @@ from functools import wraps
 import jwt
 from flask import current_app, g, request
 
-from downloads_app.downloads.refusals import NotAllowed, NotAuthenticated
+from downloads_app.downloads.refusals import Refusal
 
 ALGORITHM = "HS256"
 # EventSource and links cannot send headers: browsers get their token in this cookie (event
 # streams and files only: read-only GETs, and SameSite=Strict).
 STREAM_COOKIE = "downloads_stream_token"
+
+
+class NotAuthenticated(Refusal):
+    """No valid bearer token came with the request."""
+
+    reason = "not_authenticated"
+
+
+class NotAllowed(Refusal):
+    """The caller is signed in but may not do this."""
+
+    reason = "not_allowed"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Every error as JSON `{success: false, message, errors?}` with its status code."""
+"""Every error as JSON `{success: false, message, errors?}` with its status code: the one table of statuses."""
 import logging
 
 import peewee
@@ -7,10 +7,33 @@ from flask import current_app
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from downloads_app.downloads.refusals import ServiceError
+from downloads_app.downloads import refusals
+from downloads_app.infra.broker import QueueUnavailable
+from downloads_app.infra.stored_files import InsufficientStorage
+from downloads_app.web.auth import NotAllowed, NotAuthenticated
 from downloads_app.web.rate_limits import retry_after_seconds
 
 log = logging.getLogger(__name__)
+
+# The HTTP status of every refusal of the domain, the adapters and authentication.
+STATUSES = {
+    refusals.DownloadNotFound: 404,
+    refusals.ContentNotFound: 404,
+    refusals.ContentExists: 409,
+    refusals.ContentInUse: 409,
+    refusals.QualityNotOffered: 422,
+    refusals.QuotaExceeded: 413,
+    refusals.TooManyActiveDownloads: 409,
+    refusals.AlreadyHeld: 409,
+    refusals.IdempotencyKeyReused: 422,
+    refusals.OriginUnusable: 422,
+    refusals.InvalidTransition: 409,
+    refusals.NoStoredFile: 409,
+    InsufficientStorage: 507,
+    QueueUnavailable: 503,
+    NotAuthenticated: 401,
+    NotAllowed: 403,
+}
 
 
 def _body(message, **extra):
@@ -55,13 +78,14 @@ def handle_http_exception(error):
     return _body(message), error.code, headers
 
 
-def handle_service_error(error):
+def handle_refusal(error):
+    status = STATUSES[type(error)]
     headers = {}
-    if error.status_code == 401:
+    if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if error.status_code == 503:
+    if status == 503:
         headers["Retry-After"] = "5"
-    return _body(error.message, **error.details), error.status_code, headers
+    return _body(str(error), **getattr(error, "details", {})), status, headers
 
 
 def handle_database_error(error):
@@ -81,7 +105,8 @@ def handle_unexpected(error):
 
 def init_app(app):
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(ServiceError, handle_service_error)
+    for refusal in STATUSES:
+        app.register_error_handler(refusal, handle_refusal)
     app.register_error_handler(peewee.OperationalError, handle_database_error)
     app.register_error_handler(peewee.InterfaceError, handle_database_error)
     app.register_error_handler(MaxConnectionsExceeded, handle_database_error)

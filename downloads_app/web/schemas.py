@@ -6,6 +6,7 @@ from flask import current_app
 from marshmallow import fields, validate
 
 from downloads_app.downloads.catalogue import sizes
+from downloads_app.web.current import current_runtime
 from downloads_app.downloads.lifecycle import STATUSES
 
 MAX_PAGE_SIZE = 100
@@ -201,7 +202,7 @@ class ContentSchema(ma.Schema):
     )
 
     def _sizes(self, content):
-        return {quality: str(size) for quality, size in sizes(content).items()}
+        return {quality: str(size) for quality, size in sizes(current_runtime().settings, content).items()}
 
 
 class SourceSchema(StrictSchema):

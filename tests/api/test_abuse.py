@@ -31,16 +31,16 @@ def queued(redis_client):
 # ---------------------------------------------------------------- bodies
 
 
-def test_the_body_limit_is_configurable(app, client, auth, movie):
-    app.config["MAX_CONTENT_LENGTH"] = 40
+def test_the_body_limit_is_configurable(app, client, auth, movie, configure):
+    configure(MAX_CONTENT_LENGTH=40)
     assert start(client, auth).status_code == 413  # the body is 42 bytes
 
 
 # ---------------------------------------------------------------- rate limits
 
 
-def test_starts_are_limited_per_user_with_retry_after(app, client, auth, titles):
-    app.config["RATELIMIT_START"] = "3 per minute"
+def test_starts_are_limited_per_user_with_retry_after(app, client, auth, titles, configure):
+    configure(RATELIMIT_START="3 per minute")
     ids = titles(5)
     answers = [start(client, auth, content_id) for content_id in ids[:4]]
     assert [a.status_code for a in answers] == [202, 202, 202, 429]
@@ -52,8 +52,8 @@ def test_starts_are_limited_per_user_with_retry_after(app, client, auth, titles)
     assert start(client, auth, ids[4], user="bob").status_code == 202  # bob has his own budget
 
 
-def test_every_write_counts_against_one_budget_and_reads_are_free(app, client, auth, movie):
-    app.config["RATELIMIT_WRITES"] = "4 per minute"
+def test_every_write_counts_against_one_budget_and_reads_are_free(app, client, auth, movie, configure):
+    configure(RATELIMIT_WRITES="4 per minute")
     download = start(client, auth).json["download"]  # 1
     path = f"/api/downloads/{download['id']}"
     assert client.post(f"{path}/pause", headers=auth()).status_code == 200  # 2
@@ -67,8 +67,8 @@ def test_every_write_counts_against_one_budget_and_reads_are_free(app, client, a
     assert client.post("/api/downloads/cleanup", headers=auth("bob")).status_code == 200
 
 
-def test_requests_without_a_valid_token_are_limited_by_address(app, client, movie):
-    app.config["RATELIMIT_WRITES"] = "2 per minute"
+def test_requests_without_a_valid_token_are_limited_by_address(app, client, movie, configure):
+    configure(RATELIMIT_WRITES="2 per minute")
     statuses = [client.post("/api/downloads/cleanup", headers={"Authorization": "Bearer forged"}).status_code
                 for _ in range(3)]
     assert statuses == [401, 401, 429]
@@ -86,8 +86,8 @@ def test_limits_can_be_switched_off(tmp_path, auth):
 # ---------------------------------------------------------------- active cap
 
 
-def test_active_downloads_are_capped_per_user(app, client, auth, titles):
-    app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"] = 2
+def test_active_downloads_are_capped_per_user(app, client, auth, titles, configure):
+    configure(MAX_ACTIVE_DOWNLOADS_PER_USER=2)
     first, second, third = titles(3)
     a = start(client, auth, first).json["download"]
     assert start(client, auth, second).status_code == 202
@@ -107,8 +107,8 @@ def test_active_downloads_are_capped_per_user(app, client, auth, titles):
         assert Download.get_by_id(a["id"]).status == "paused"
 
 
-def test_the_cap_holds_under_concurrent_starts(app, auth, titles):
-    app.config["MAX_ACTIVE_DOWNLOADS_PER_USER"] = 2
+def test_the_cap_holds_under_concurrent_starts(app, auth, titles, configure):
+    configure(MAX_ACTIVE_DOWNLOADS_PER_USER=2)
     ids = titles(8)
 
     def one(content_id):
@@ -183,8 +183,8 @@ def test_retrying_a_cancelled_download_of_a_held_title_is_refused(app, client, a
     assert stored(app) == before
 
 
-def test_a_held_title_is_returned_even_when_the_quota_is_full(app, client, auth, movie):
-    app.config["STORAGE_QUOTA_BYTES"] = 500_000_000  # one 720p (416,625,000 bytes) fits
+def test_a_held_title_is_returned_even_when_the_quota_is_full(app, client, auth, movie, configure):
+    configure(STORAGE_QUOTA_BYTES=500_000_000)  # one 720p (416,625,000 bytes) fits
     first = start(client, auth).json["download"]
     again = start(client, auth)
     assert again.status_code == 200 and again.json["download"]["id"] == first["id"]

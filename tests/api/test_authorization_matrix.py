@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import jwt
 import pytest
 
-from downloads_app.downloads import catalogue, service
-from downloads_app.infra import stored_files
+from downloads_app.downloads import catalogue, user_actions
 from downloads_app.web.auth import issue_token
 from downloads_app.downloads.models import Content, Download
 
@@ -141,14 +140,14 @@ def owned(app, movie):
     def make(state):
         with app.app_context():
             Content.create(id="spare", title="Spare", duration_seconds=60, qualities="480p")
-            catalogue.set_source("spare", "480p", "https://origin.example/spare.mp4", size_bytes=1000)
-            download, _ = service.start_download(OWNER, "movie", "720p")
+            catalogue.set_source(app.extensions["runtime"].settings, "spare", "480p", "https://origin.example/spare.mp4", size_bytes=1000)
+            download, _ = user_actions.start_download(app.extensions["runtime"], OWNER, "movie", "720p")
             if state == "paused":
-                service.pause(OWNER, download.id)
+                user_actions.pause(app.extensions["runtime"], OWNER, download.id)
             elif state == "cancelled":
-                service.cancel(OWNER, download.id)
+                user_actions.cancel(app.extensions["runtime"], OWNER, download.id)
             elif state == "stored":  # completed by a real transfer: a file and its SHA-256
-                path = stored_files.final_path(download)
+                path = app.extensions["runtime"].files.of(download).final_path
                 path.parent.mkdir(parents=True)
                 path.write_bytes(b"the bytes of the film")
                 Download.update(status="completed", sha256=hashlib.sha256(b"the bytes of the film").hexdigest()).where(
@@ -186,8 +185,8 @@ def test_every_route_is_in_the_matrix(app):
 
 
 @pytest.mark.parametrize("method, rule", list(ROUTES), ids=[f"{m} {r}" for m, r in ROUTES])
-def test_route_answers_each_credential_as_expected(app, client, owned, redis_client, method, rule):
-    app.config["SSE_MAX_STREAM_SECONDS"] = 0.05  # a stream's body is read to its end
+def test_route_answers_each_credential_as_expected(app, client, owned, redis_client, method, rule, configure):
+    configure(SSE_MAX_STREAM_SECONDS=0.05)  # a stream's body is read to its end
     route = ROUTES[(method, rule)]
     download = owned(route.state)
     path = route.path.format(id=download.id, content="movie")

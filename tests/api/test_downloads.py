@@ -87,15 +87,15 @@ def test_cleanup_reports_count_and_bytes_freed(client, auth, start, titles):
     assert client.get("/api/storage", headers=auth("bob")).json["used_bytes"] == SIZE_720
 
 
-def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start, titles):
-    app.config["STORAGE_QUOTA_BYTES"] = int(SIZE_720) + 1
+def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start, titles, configure):
+    configure(STORAGE_QUOTA_BYTES=int(SIZE_720) + 1)
     start()
     other = titles(1)[0]
     response = client.post("/api/downloads/start", json={"content_id": other, "quality": "720p"}, headers=auth())
     assert response.status_code == 413
     assert response.json == {
         "success": False,
-        "message": f"Not enough storage: this download needs {SIZE_720} bytes and 1 are free.",
+        "message": "Not enough storage: this download needs 416.6 MB (416,625,000 bytes) and 1 byte are free.",
         "needed_bytes": SIZE_720,
         "free_bytes": "1",
     }

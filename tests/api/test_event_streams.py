@@ -99,16 +99,16 @@ def test_the_all_downloads_stream_carries_only_the_callers_downloads(app, client
     assert (event["data"]["id"], event["data"]["status"]) == (second["id"], "pending")
 
 
-def test_heartbeat_comments_keep_idle_streams_open(app, start, auth, open_stream):
-    app.config["SSE_HEARTBEAT_SECONDS"] = 0.2
+def test_heartbeat_comments_keep_idle_streams_open(app, start, auth, open_stream, configure):
+    configure(SSE_HEARTBEAT_SECONDS=0.2)
     download = start()
     stream = open_stream(f"/api/downloads/{download['id']}/events", auth())
     stream.next_event()
     assert stream.next_event() == {"comment": "heartbeat"}
 
 
-def test_reconnecting_with_last_event_id_gets_what_changed_at_once(app, client, auth, start, open_stream):
-    app.config["SSE_HEARTBEAT_SECONDS"] = 0.5
+def test_reconnecting_with_last_event_id_gets_what_changed_at_once(app, client, auth, start, open_stream, configure):
+    configure(SSE_HEARTBEAT_SECONDS=0.5)
     old, changed = start(), start(quality="720p")
     client.post(f"/api/downloads/{old['id']}/cancel", headers=auth())
     first = open_stream("/api/downloads/events", auth())

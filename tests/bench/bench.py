@@ -33,7 +33,6 @@ from downloads_app.web.auth import issue_token  # noqa: E402
 from downloads_app.infra.database import database  # noqa: E402
 from downloads_app.infra.embedded_redis import start_redis_server  # noqa: E402
 from downloads_app.downloads.models import Content, Download, utcnow  # noqa: E402
-from downloads_app.infra.broker import enqueue_transfer  # noqa: E402
 from support import free_port, wait_until  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(32)
@@ -264,9 +263,9 @@ def bench_worker(run):
     transfer_worker = run.worker()
 
     def enqueue_downloads():
-        with run.app.app_context():
-            for download_id in ids:
-                enqueue_transfer(download_id)
+        queue = run.app.extensions["runtime"].queue
+        for download_id in ids:
+            queue.enqueue_transfer(download_id)
 
     def all_completed():
         with run.app.app_context(), database.connection_context():

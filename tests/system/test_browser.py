@@ -11,7 +11,7 @@ import requests
 from support import wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import PROCESS_REDIS_URL
-from downloads_app.downloads import service as download_service
+from downloads_app.downloads import run_writes, user_actions
 from downloads_app.downloads.models import Download, utcnow
 from support.origins import NGINX, Nginx, require
 from support.processes import ROOT, Service
@@ -163,8 +163,8 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
     wait_until(lambda: requests.get(f"{api}/downloads/{done['id']}", headers=user, timeout=5).json()["download"]["status"] == "completed",
                timeout=20, interval=0.1)
     with app.app_context():  # a download whose worker died a minute ago
-        stalled, _ = download_service.start_download("bob", "movie", "480p")
-        download_service.claim(stalled.id)
+        stalled, _ = user_actions.start_download(app.extensions["runtime"], "bob", "movie", "480p")
+        run_writes.claim(app.extensions["runtime"], stalled.id)
         Download.update(updated_at=utcnow() - timedelta(seconds=60)).where(Download.id == stalled.id).execute()
 
     page.goto(f"{service.base}/admin")

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 
 from downloads_app.downloads import catalogue
 from downloads_app.web.api.documented_errors import ADMIN, JSON_BODY, SIGNED_IN, WRITE, refusals
+from downloads_app.web.current import current_runtime
 from downloads_app.web.auth import admin_required, authenticate
 from downloads_app.web.schemas import (
     ContentCreateSchema,
@@ -33,7 +34,7 @@ class Contents(MethodView):
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (409,))
     def post(self, body):
         """Add a title (admin)"""
-        return {"success": True, "message": "Title added", "content": catalogue.create_content(**body)}
+        return {"success": True, "message": "Title added", "content": catalogue.create_content(current_runtime().settings, **body)}
 
 
 @blp.route("/<content_id:content_id>")
@@ -50,7 +51,7 @@ class ContentById(MethodView):
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (404,))
     def patch(self, body, content_id):
         """Change a title (admin)"""
-        content = catalogue.update_content(content_id, **body)
+        content = catalogue.update_content(current_runtime().settings, content_id, **body)
         return {"success": True, "message": "Title updated", "content": content}
 
     @admin_required
@@ -74,7 +75,7 @@ class ContentSourceOfQuality(MethodView):
         Without `size_bytes` (or `content_type`) the origin is asked for it. Downloads of the
         title at this quality then fetch this file instead of being simulated.
         """
-        source = catalogue.set_source(content_id, quality, **body)
+        source = catalogue.set_source(current_runtime().settings, content_id, quality, **body)
         return {"success": True, "message": "Source saved", "source": source}
 
     @admin_required

@@ -3,10 +3,11 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from downloads_app.downloads import user_actions
 from downloads_app.infra import event_hub
-from downloads_app.downloads import service
 from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
 from downloads_app.web.auth import authenticate, current_user
+from downloads_app.web.current import current_runtime
 from downloads_app.infra.metrics import STARTED
 from downloads_app.web.rate_limits import limit_starts
 from downloads_app.web.schemas import (
@@ -32,7 +33,7 @@ class Downloads(MethodView):
     @refusals(blp, SIGNED_IN)
     def get(self, args):
         """List your downloads, newest first, optionally by status"""
-        downloads, pagination = service.list_downloads(current_user().id, **args)
+        downloads, pagination = user_actions.list_downloads(current_user().id, **args)
         return {"success": True, "downloads": downloads, "pagination": pagination}
 
 
@@ -55,7 +56,9 @@ class StartDownload(MethodView):
         have pending, downloading, paused or completed, returns that download with 200.
         """
         key = headers.get("idempotency_key")
-        download, created = service.start_download(current_user().id, body["content_id"], body["quality"], key)
+        download, created = user_actions.start_download(
+            current_runtime(), current_user().id, body["content_id"], body["quality"], key
+        )
         if created:
             STARTED.inc()
             return {"success": True, "message": "Download started", "download": download}
@@ -72,7 +75,7 @@ class Cleanup(MethodView):
     @refusals(blp, WRITE)
     def post(self):
         """Delete all your downloads and free their storage"""
-        count, freed = service.cleanup(current_user().id)
+        count, freed = user_actions.cleanup(current_runtime(), current_user().id)
         return {
             "success": True,
             "message": f"Deleted {count} downloads",
@@ -82,7 +85,7 @@ class Cleanup(MethodView):
 
 
 def _delete(download_id):
-    service.delete_download(current_user().id, download_id)
+    user_actions.delete_download(current_runtime(), current_user().id, download_id)
     return {"success": True, "message": "Download deleted"}
 
 
@@ -92,7 +95,7 @@ class DownloadById(MethodView):
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """One of your downloads"""
-        return {"success": True, "download": service.get_download(current_user().id, download_id)}
+        return {"success": True, "download": user_actions.get_download(current_user().id, download_id)}
 
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, (404,))
@@ -116,22 +119,22 @@ class Progress(MethodView):
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """Progress of a download"""
-        download = service.get_download(current_user().id, download_id)
+        download = user_actions.get_download(current_user().id, download_id)
         return event_hub.progress_fields(download)
 
 
-# action: (service function, message on success, summary for the spec)
+# action: (user action, message on success, summary for the spec)
 ACTIONS = {
-    "pause": (service.pause, "Download paused", "Pause a pending or running download"),
-    "resume": (service.resume, "Download resumed", "Resume a paused download from where it stopped"),
-    "cancel": (service.cancel, "Download cancelled", "Cancel a download and release its storage"),
-    "retry": (service.retry, "Download retried", "Retry a failed or cancelled download"),
+    "pause": (user_actions.pause, "Download paused", "Pause a pending or running download"),
+    "resume": (user_actions.resume, "Download resumed", "Resume a paused download from where it stopped"),
+    "cancel": (user_actions.cancel, "Download cancelled", "Cancel a download and release its storage"),
+    "retry": (user_actions.retry, "Download retried", "Retry a failed or cancelled download"),
 }
 
 
 def _action_view(action, change, message, summary):
     def post(download_id):
-        return {"success": True, "message": message, "download": change(current_user().id, download_id)}
+        return {"success": True, "message": message, "download": change(current_runtime(), current_user().id, download_id)}
 
     post.__name__ = f"{action}_download"
     post.__doc__ = summary

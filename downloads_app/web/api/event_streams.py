@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app.infra import event_hub
-from downloads_app.downloads import lifecycle, service
+from downloads_app.downloads import lifecycle, user_actions
 from downloads_app.web.api.documented_errors import SIGNED_IN, WRITE, refusals
 from downloads_app.web.auth import (
     STREAM_COOKIE,
@@ -36,7 +36,7 @@ STREAM_DOC = {
 def _snapshot(user_id, download_id, last_event_id):
     """Events that bring a (re)connecting client up to date at once."""
     if download_id:
-        return [event_hub.event("status", service.get_download(user_id, download_id))]
+        return [event_hub.event("status", user_actions.get_download(user_id, download_id))]
     query = Download.select().where(Download.user_id == user_id)
     if last_event_id:
         # Changed since the last event the client saw (one second of margin for clock skew).

@@ -5,8 +5,9 @@ from flask import send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.downloads import service
+from downloads_app.downloads import user_actions
 from downloads_app.web.api.documented_errors import SIGNED_IN, refusals
+from downloads_app.web.current import current_runtime
 from downloads_app.web.auth import authenticate_stream, current_user
 
 blp = Blueprint("files", __name__, url_prefix="/api/downloads", description="Your downloaded files")
@@ -28,8 +29,8 @@ class StoredFile(MethodView):
         saves the file.
         """
         authenticate_stream()
-        download = service.get_download(current_user().id, download_id)
-        path, content_type = service.stored_file(download)
+        download = user_actions.get_download(current_user().id, download_id)
+        path, content_type = user_actions.stored_file(current_runtime(), download)
         return send_file(
             path, mimetype=content_type, as_attachment=True, conditional=True, etag=download.sha256,
             download_name=f"{download.content_id}-{download.quality}{mimetypes.guess_extension(content_type) or ''}",

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from downloads_app.infra import readiness
+from downloads_app.web.current import current_runtime
 
 blp = Blueprint("health", __name__, description="Liveness and readiness")
 
@@ -30,7 +31,8 @@ class Readiness(MethodView):
     @blp.alt_response(503, schema=HealthSchema, description="A dependency is not ready")
     def get(self):
         """The database answers with every migration applied, and Redis answers"""
-        checks = readiness.check()
+        runtime = current_runtime()
+        checks = readiness.check(runtime.settings, runtime.queue.client)
         ready = all(result == "ok" for result in checks.values())
         body = {"success": ready, "status": "ready" if ready else "not ready", "checks": checks}
         return body, 200 if ready else 503

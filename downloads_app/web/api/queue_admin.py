@@ -2,9 +2,10 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.downloads import queue_health, service
+from downloads_app.downloads import queue_health, recovery
 from downloads_app.web.api.documented_errors import ADMIN, SIGNED_IN, WRITE, refusals
 from downloads_app.web.auth import admin_required, authenticate
+from downloads_app.web.current import current_runtime
 from downloads_app.web.schemas import DownloadEnvelopeSchema, QueueHealthSchema
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Queue health (admin)")
@@ -18,7 +19,7 @@ class QueueHealth(MethodView):
     @refusals(blp, SIGNED_IN, ADMIN)
     def get(self):
         """Queue depths, dead letters, live workers, downloads by state, stalled downloads (admin)"""
-        return {"success": True, **queue_health.snapshot()}
+        return {"success": True, **queue_health.snapshot(current_runtime())}
 
 
 @blp.route("/downloads/<download_id:download_id>/requeue")
@@ -28,4 +29,4 @@ class Requeue(MethodView):
     @refusals(blp, WRITE, ADMIN, (404, 409))
     def post(self, download_id):
         """Queue a stalled, pending, dead-lettered or failed download again (admin)"""
-        return {"success": True, "message": "Download requeued", "download": service.requeue(download_id)}
+        return {"success": True, "message": "Download requeued", "download": recovery.requeue(current_runtime(), download_id)}

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 
 from downloads_app.downloads import ledger
 from downloads_app.web.api.documented_errors import SIGNED_IN, refusals
+from downloads_app.web.current import current_runtime
 from downloads_app.web.auth import authenticate, current_user
 from downloads_app.web.schemas import StorageSchema
 
@@ -17,4 +18,4 @@ class Storage(MethodView):
     @refusals(blp, SIGNED_IN)
     def get(self):
         """Your storage quota: bytes allowed, reserved by downloads, and free"""
-        return {"success": True, **ledger.storage(current_user().id)}
+        return {"success": True, **ledger.storage(current_runtime().settings, current_user().id)}

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from support import wait_until
-from downloads_app.downloads import service
+from downloads_app.downloads import run_writes
 from downloads_app.downloads.models import Download
 
 
@@ -71,7 +71,7 @@ def test_a_dead_lettered_download_is_listed_and_requeued(app, client, auth, star
 def test_stalled_downloads_are_listed_and_requeued_running_ones_refused(app, client, auth, start):
     download_id = start()
     with app.app_context():
-        service.claim(download_id)
+        run_writes.claim(app.extensions["runtime"], download_id)
     admin = auth("root", admin=True)
     running = client.post(f"/api/queue/downloads/{download_id}/requeue", headers=admin)
     assert running.status_code == 409 and "still reporting" in running.json["message"]

@@ -12,10 +12,10 @@ from downloads_app.downloads.models import Download, StorageLedger
 ACTIONS = {"pause": 4, "resume": 4, "cancel": 1, "retry": 2, "delete": 0.2}
 
 
-def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, auth, movie, titles):
-    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 0.3
+def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, auth, movie, titles, configure):
+    configure(DOWNLOAD_SIMULATED_SECONDS=0.3)
     # One user fires hundreds of writes on purpose: lift the per-user rate limits.
-    app.config.update(RATELIMIT_START="100000 per minute", RATELIMIT_WRITES="100000 per minute")
+    configure(RATELIMIT_START="100000 per minute", RATELIMIT_WRITES="100000 per minute")
     client = app.test_client()
     ids = [
         client.post("/api/downloads/start", json={"content_id": c, "quality": q}, headers=auth()).json["download"]["id"]

@@ -9,7 +9,6 @@ from support import wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import REDIS_URL
 from downloads_app import create_app
-from downloads_app.infra import stored_files
 from downloads_app.downloads.models import Download, StorageLedger
 from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
@@ -61,6 +60,10 @@ def real(app, client, auth, admin, movie):
     return start
 
 
+def files_of(app, download):
+    return app.extensions["runtime"].files.of(download)
+
+
 def record(app, download_id):
     with app.app_context():
         return Download.get_or_none(Download.id == download_id)
@@ -73,7 +76,7 @@ def until_status(app, download_id, status, timeout=30):
 
 def stored(app, download):
     with app.app_context():
-        return stored_files.final_path(download).read_bytes()
+        return files_of(app, download).final_path.read_bytes()
 
 
 def test_a_source_without_size_is_measured_at_the_origin(admin, nginx):
@@ -116,7 +119,7 @@ def test_http_download_completes_byte_exact_and_is_served_with_ranges(app, clien
 
     assert client.delete(f"/api/downloads/{download_id}", headers=auth()).status_code == 200
     with app.app_context():
-        assert not stored_files.final_path(done).exists()
+        assert not files_of(app, done).final_path.exists()
         assert StorageLedger.get_by_id("alice").used_bytes == 0
 
 
@@ -131,9 +134,9 @@ def test_the_file_of_a_download_that_is_not_completed_or_simulated_is_refused(ap
     assert simulated.status_code == 409 and simulated.json["message"] == "This download was simulated: it has no stored file."
 
 
-def test_a_cut_connection_resumes_with_range_and_finishes_byte_exact(app, worker, media, real):
+def test_a_cut_connection_resumes_with_range_and_finishes_byte_exact(app, worker, media, real, configure):
     original = (media / "movie.mp4").read_bytes()
-    app.config["DOWNLOAD_MAX_ATTEMPTS"] = 10
+    configure(DOWNLOAD_MAX_ATTEMPTS=10)
     with FlakyOrigin(media / "movie.mp4", max_bytes=6 * 1024 * 1024) as origin:  # each answer cut at 6 MiB
         download_id = real(origin.url, sha256=sha256(original))
         done = until_status(app, download_id, "completed")
@@ -142,8 +145,8 @@ def test_a_cut_connection_resumes_with_range_and_finishes_byte_exact(app, worker
     assert "the body ended" in done.last_error or "Connection" in done.last_error
 
 
-def test_an_origin_that_changed_between_attempts_restarts_from_zero(app, worker, media, real):
-    app.config["DOWNLOAD_MAX_ATTEMPTS"] = 10
+def test_an_origin_that_changed_between_attempts_restarts_from_zero(app, worker, media, real, configure):
+    configure(DOWNLOAD_MAX_ATTEMPTS=10)
     path = media / "movie.mp4"
     with FlakyOrigin(path, max_bytes=8 * 1024 * 1024) as origin:
         download_id = real(origin.url)
@@ -157,13 +160,13 @@ def test_an_origin_that_changed_between_attempts_restarts_from_zero(app, worker,
         assert StorageLedger.get_by_id("alice").used_bytes == SIZE - 5000  # the quota followed the file
 
 
-def test_a_checksum_mismatch_fails_the_attempt_and_the_next_starts_from_zero(app, worker, nginx, real):
-    app.config["DOWNLOAD_MAX_ATTEMPTS"] = 2
+def test_a_checksum_mismatch_fails_the_attempt_and_the_next_starts_from_zero(app, worker, nginx, real, configure):
+    configure(DOWNLOAD_MAX_ATTEMPTS=2)
     download_id = real(f"{nginx.url}/movie.mp4", sha256="0" * 64)
     failed = until_status(app, download_id, "failed")
     assert failed.attempts == 2 and "does not match the catalogue's" in failed.error
     with app.app_context():
-        assert not stored_files.part_path(failed).exists() and not stored_files.final_path(failed).exists()
+        assert not files_of(app, failed).part_path.exists() and not files_of(app, failed).final_path.exists()
         assert StorageLedger.get_by_id("alice").used_bytes == 0
 
 
@@ -175,8 +178,8 @@ def test_a_missing_file_fails_at_once_without_retries(app, client, auth, worker,
     assert failed.attempts == 1 and failed.error.startswith("Failed: OriginError:") and "HTTP 404" in failed.error
 
 
-def test_a_stalled_origin_times_out_instead_of_hanging(app, worker, media, real):
-    app.config.update(DOWNLOAD_READ_TIMEOUT_SECONDS=0.5, DOWNLOAD_MAX_ATTEMPTS=2)
+def test_a_stalled_origin_times_out_instead_of_hanging(app, worker, media, real, configure):
+    configure(DOWNLOAD_READ_TIMEOUT_SECONDS=0.5, DOWNLOAD_MAX_ATTEMPTS=2)
     with FlakyOrigin(media / "movie.mp4", max_bytes=1024 * 1024, stall=True) as origin:
         began = time.monotonic()
         download_id = real(origin.url)
@@ -185,16 +188,16 @@ def test_a_stalled_origin_times_out_instead_of_hanging(app, worker, media, real)
     assert "timed out" in failed.error.lower()
 
 
-def test_the_bandwidth_limit_holds(app, worker, nginx, real):
-    app.config["DOWNLOAD_MAX_BYTES_PER_SECOND"] = 8 * 1024 * 1024
+def test_the_bandwidth_limit_holds(app, worker, nginx, real, configure):
+    configure(DOWNLOAD_MAX_BYTES_PER_SECOND=8 * 1024 * 1024)
     began = time.monotonic()
     download_id = real(f"{nginx.url}/movie.mp4")
     until_status(app, download_id, "completed")
     assert time.monotonic() - began >= SIZE / (8 * 1024 * 1024) * 0.95  # 20 MB at 8 MiB/s: at least 2.4 s
 
 
-def test_the_worker_bandwidth_limit_holds_for_all_transfers_together(app, client, auth, worker, nginx, admin):
-    app.config["DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND"] = 16 * 1024 * 1024
+def test_the_worker_bandwidth_limit_holds_for_all_transfers_together(app, client, auth, worker, nginx, admin, configure):
+    configure(DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND=16 * 1024 * 1024)
     began = time.monotonic()
     ids = []
     for quality in ("720p", "1080p"):  # two downloads of the file, run by the worker's two threads at once
@@ -206,23 +209,23 @@ def test_the_worker_bandwidth_limit_holds_for_all_transfers_together(app, client
     assert time.monotonic() - began >= 2 * SIZE / (16 * 1024 * 1024) * 0.95  # 40 MB at 16 MiB/s: at least 2.4 s
 
 
-def test_a_full_disk_refuses_the_start_and_keeps_nothing(app, client, auth, nginx, admin):
+def test_a_full_disk_refuses_the_start_and_keeps_nothing(app, client, auth, nginx, admin, configure):
     admin("PUT", "/api/contents/movie/sources/720p", {"location": f"{nginx.url}/movie.mp4"})
-    app.config["STORAGE_FREE_MARGIN_BYTES"] = 10**18  # more than any disk has free
+    configure(STORAGE_FREE_MARGIN_BYTES=10**18)  # more than any disk has free
     refused = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "720p"}, headers=auth())
     assert refused.status_code == 507 and "storage is full" in refused.json["message"]
     assert client.get("/api/downloads", headers=auth()).json["pagination"]["total"] == 0
 
 
-def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(app, client, auth, worker, nginx, media, real):
-    app.config["DOWNLOAD_MAX_BYTES_PER_SECOND"] = 8 * 1024 * 1024
+def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(app, client, auth, worker, nginx, media, real, configure):
+    configure(DOWNLOAD_MAX_BYTES_PER_SECOND=8 * 1024 * 1024)
     download_id = real(f"{nginx.url}/movie.mp4")
     wait_until(lambda: record(app, download_id).downloaded_bytes > 4 * 1024 * 1024, timeout=20, interval=0.02)
     assert client.post(f"/api/downloads/{download_id}/pause", headers=auth()).status_code == 200
     paused = until_status(app, download_id, "paused")
     with app.app_context():
-        part = stored_files.part_path(paused)
-        wait_until(lambda: stored_files.stored_bytes(paused) >= paused.downloaded_bytes, timeout=5)
+        part = files_of(app, paused).part_path
+        wait_until(lambda: files_of(app, paused).stored_bytes() >= paused.downloaded_bytes, timeout=5)
     kept = part.stat().st_size
     assert kept >= paused.downloaded_bytes > 4 * 1024 * 1024
     assert client.post(f"/api/downloads/{download_id}/resume", headers=auth()).status_code == 200
@@ -248,15 +251,15 @@ def test_s3_download_completes_byte_exact_and_cleanup_removes_it(app, client, au
     cleaned = client.post("/api/downloads/cleanup", headers=auth())
     assert cleaned.json["freed_bytes"] == str(SIZE)
     with app.app_context():
-        assert not stored_files.final_path(done).exists()
+        assert not files_of(app, done).final_path.exists()
 
 
-def test_without_a_source_download_transport_fetches_from_the_origin_url(app, client, auth, worker, media, movie):
+def test_without_a_source_download_transport_fetches_from_the_origin_url(app, client, auth, worker, media, movie, configure):
     (media / "movie").mkdir()
     (media / "movie" / "480p").write_bytes(content := os.urandom(3 * 1024 * 1024))
     require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
     with Nginx(media) as origin:
-        app.config.update(DOWNLOAD_TRANSPORT="http", DOWNLOAD_ORIGIN_URL=origin.url)
+        configure(DOWNLOAD_TRANSPORT="http", DOWNLOAD_ORIGIN_URL=origin.url)
         started = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth())
         estimated = int(started.json["download"]["file_size_bytes"])  # duration × bitrate
         done = until_status(app, started.json["download"]["id"], "completed")

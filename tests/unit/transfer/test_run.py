@@ -2,7 +2,7 @@
 import pytest
 
 from support import wait_until
-from downloads_app.transfer import run as transfer_run
+from downloads_app.transfer import simulation
 from downloads_app.downloads.models import Download, StorageLedger
 
 
@@ -50,8 +50,8 @@ def test_a_download_goes_pending_downloading_completed_with_rising_progress(app,
     assert done.attempts == 1 and done.completed_at >= done.started_at and done.error is None
 
 
-def test_two_threads_run_two_transfers_at_once(app, worker, start, titles):
-    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 1.0
+def test_two_threads_run_two_transfers_at_once(app, worker, start, titles, configure):
+    configure(DOWNLOAD_SIMULATED_SECONDS=1.0)
     ids = [start(content_id=content_id) for content_id in titles(3)]
 
     def downloading():
@@ -63,8 +63,8 @@ def test_two_threads_run_two_transfers_at_once(app, worker, start, titles):
     wait_until(lambda: all(record(app, i).status == "completed" for i in ids), message="all completed")
 
 
-def test_pause_keeps_bytes_and_resume_continues_from_them(app, client, auth, worker, start):
-    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 1.0
+def test_pause_keeps_bytes_and_resume_continues_from_them(app, client, auth, worker, start, configure):
+    configure(DOWNLOAD_SIMULATED_SECONDS=1.0)
     download_id = start()
     watch(app, download_id, lambda row: row.progress >= 20)
     assert client.post(f"/api/downloads/{download_id}/pause", headers=auth()).status_code == 200
@@ -76,8 +76,8 @@ def test_pause_keeps_bytes_and_resume_continues_from_them(app, client, auth, wor
     assert record(app, download_id).attempts == 2
 
 
-def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth, worker, start):
-    app.config["DOWNLOAD_SIMULATED_SECONDS"] = 0.5
+def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth, worker, start, configure):
+    configure(DOWNLOAD_SIMULATED_SECONDS=0.5)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "downloading")
     assert client.delete(f"/api/downloads/{download_id}", headers=auth()).status_code == 200
@@ -90,29 +90,29 @@ def test_deleting_a_running_download_stops_the_worker_cleanly(app, client, auth,
 
 def test_a_transient_error_is_retried_and_completes(app, worker, start, monkeypatch):
     failures = []
-    simulated = transfer_run.simulated_transfer
+    simulated = simulation.simulate
 
-    def flaky(download, report):
+    def flaky(handle, seconds):
         if not failures:
-            report(download.file_size_bytes // 2)
-            failures.append(download.attempts)
+            handle.report(handle.file_size_bytes // 2)
+            failures.append(handle.download_id)
             raise ConnectionError("origin reset the connection")
-        assert download.downloaded_bytes == download.file_size_bytes // 2  # resumes from the offset
-        return simulated(download, report)
+        assert handle.downloaded_bytes == handle.file_size_bytes // 2  # resumes from the offset
+        return simulated(handle, seconds)
 
-    monkeypatch.setattr(transfer_run, "simulated_transfer", flaky)
+    monkeypatch.setattr(simulation, "simulate", flaky)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "completed")
     done = record(app, download_id)
-    assert failures == [1] and done.attempts == 2 and done.error is None
+    assert len(failures) == 1 and done.attempts == 2 and done.error is None
     assert done.last_error == "ConnectionError: origin reset the connection"
 
 
 def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, auth, worker, start, monkeypatch):
-    def broken(download, report):
+    def broken(handle, seconds):
         raise TimeoutError("origin did not answer")
 
-    monkeypatch.setattr(transfer_run, "simulated_transfer", broken)
+    monkeypatch.setattr(simulation, "simulate", broken)
     download_id = start()
     watch(app, download_id, lambda row: row.status == "failed")
     failed = record(app, download_id)
@@ -121,8 +121,8 @@ def test_a_download_that_keeps_failing_ends_failed_with_its_error(app, client, a
     assert client.get("/api/storage", headers=auth()).json["used_bytes"] == "0"
 
 
-def test_fast_transfers_write_progress_at_most_every_interval(app, worker, start):
-    app.config.update(DOWNLOAD_SIMULATED_SECONDS=0.3, DOWNLOAD_PROGRESS_INTERVAL_MS=10_000)
+def test_fast_transfers_write_progress_at_most_every_interval(app, worker, start, configure):
+    configure(DOWNLOAD_SIMULATED_SECONDS=0.3, DOWNLOAD_PROGRESS_INTERVAL_MS=10_000)
     download_id = start()
     seen = watch(app, download_id, lambda row: row.status == "completed")
     # ten steps in 0.3 s, one write allowed per 10 s: the claim, the first step, the last bytes

@@ -4,9 +4,10 @@ import json
 import click
 from flask.cli import AppGroup
 
-from downloads_app.downloads import catalogue, queue_health, reconciler, service
+from downloads_app.downloads import catalogue, queue_health, recovery
+from downloads_app.downloads.refusals import Refusal
 from downloads_app.infra import schema_migrations
-from downloads_app.downloads.refusals import ServiceError
+from downloads_app.web.current import current_runtime
 from downloads_app.web.schemas import QueueHealthSchema
 from downloads_app.web.auth import issue_token
 from downloads_app.downloads.models import Content
@@ -33,18 +34,19 @@ DEMO_TITLES = (
 @db_cli.command("upgrade")
 def db_upgrade():
     """Apply every schema migration not yet applied."""
-    applied = schema_migrations.upgrade()
+    applied = schema_migrations.upgrade(current_runtime().settings.migrations_dir)
     click.echo(f"Applied {len(applied)} migrations" + (f": {', '.join(applied)}" if applied else ""), err=True)
 
 
 @demo_cli.command("seed")
 def demo_seed():
     """Load the demo titles (idempotent) and print a token for the demo user."""
-    qualities = catalogue.offered_qualities()
+    settings = current_runtime().settings
+    qualities = catalogue.offered_qualities(settings)
     added = 0
     for content_id, title, duration in DEMO_TITLES:
         if Content.get_or_none(Content.id == content_id) is None:
-            catalogue.create_content(content_id, title, duration, qualities)
+            catalogue.create_content(settings, content_id, title, duration, qualities)
             added += 1
     click.echo(
         f"Catalogue: {added} titles added, {len(DEMO_TITLES) - added} already there. "
@@ -71,7 +73,7 @@ def downloads_reconcile():
     queued again, or become failed once DOWNLOAD_MAX_ATTEMPTS are spent; pending downloads
     whose message was lost are queued again.
     """
-    result = reconciler.sweep()
+    result = recovery.sweep(current_runtime())
     for kind, ids in result.items():
         click.echo(f"{kind}: {len(ids)}" + (f" ({', '.join(ids)})" if ids else ""))
 
@@ -80,7 +82,7 @@ def downloads_reconcile():
 @click.option("--json", "as_json", is_flag=True, help="Print the same JSON as GET /api/queue/health.")
 def queue_stats(as_json):
     """Show queue depths, dead letters, live workers, downloads by state and stalled downloads."""
-    health = queue_health.snapshot()
+    health = queue_health.snapshot(current_runtime())
     if as_json:
         click.echo(json.dumps(QueueHealthSchema().dump({"success": True, **health}), indent=2))
         return
@@ -103,8 +105,8 @@ def queue_stats(as_json):
 def queue_requeue(download_id):
     """Queue DOWNLOAD_ID again: stalled, pending, dead-lettered or failed (failed starts over)."""
     try:
-        download = service.requeue(download_id)
-    except ServiceError as refusal:
+        download = recovery.requeue(current_runtime(), download_id)
+    except Refusal as refusal:
         raise click.ClickException(refusal.message) from refusal
     click.echo(f"{download.id}: {download.status}, queued again")
 

@@ -1,0 +1,73 @@
+"""The Run handle: the one way a byte mover (the copier, the simulation) reports to its download."""
+import time
+
+from downloads_app.downloads import run_writes
+from downloads_app.infra.metrics import TRANSFERRED_BYTES
+
+# A running transfer writes at least this often, so the reconciler can tell it from a dead one.
+HEARTBEAT_SECONDS = 1.0
+
+
+class RunHandle:
+    """Report bytes, rebase, resize, should-stop and finish, for the run holding the download's claim.
+
+    Every write goes through the claim: a `False` answer means the download moved on
+    (paused, cancelled, deleted, taken over) or the worker is stopping, and the mover stops.
+    """
+
+    def __init__(self, rt, download, stopping):
+        self._rt = rt
+        self._download = download
+        self._stopping = stopping
+        self.files = rt.files.of(download)
+        self._interval = rt.settings.download_progress_interval_ms / 1000
+        self._step = rt.settings.download_progress_bytes
+        self._last_write = time.monotonic() - self._interval
+
+    @property
+    def download_id(self):
+        return self._download.id
+
+    @property
+    def file_size_bytes(self):
+        return self._download.file_size_bytes
+
+    @property
+    def downloaded_bytes(self):
+        """The bytes last recorded for the download."""
+        return self._download.downloaded_bytes
+
+    def should_stop(self):
+        """True once the worker process is shutting down."""
+        return self._stopping.is_set()
+
+    def report(self, nbytes):
+        """`nbytes` are done: persisted at most every DOWNLOAD_PROGRESS_INTERVAL_MS and
+        DOWNLOAD_PROGRESS_BYTES, and at least every HEARTBEAT_SECONDS (always the last bytes).
+        False when the mover must stop."""
+        now = time.monotonic()
+        due = (
+            nbytes >= self.file_size_bytes
+            or now - self._last_write >= HEARTBEAT_SECONDS
+            or (now - self._last_write >= self._interval and nbytes - self.downloaded_bytes >= self._step)
+        )
+        if not due:
+            return not self.should_stop()
+        self._last_write = now
+        moved = nbytes - self.downloaded_bytes
+        if not run_writes.record_progress(self._rt, self._download, nbytes):
+            return False
+        TRANSFERRED_BYTES.inc(moved)
+        return not self.should_stop()
+
+    def rebase(self, nbytes):
+        """The bytes on disk are the truth, even fewer than recorded (a file started over)."""
+        return run_writes.record_bytes_on_disk(self._rt, self._download, nbytes)
+
+    def resize(self, file_size_bytes):
+        """The origin's file has another size: the record and the quota follow it (QuotaExceeded)."""
+        return run_writes.resize(self._rt, self._download, file_size_bytes)
+
+    def finish(self, sha256):
+        """The file is verified and in its place: its SHA-256 is recorded when the run completes."""
+        self._download.sha256 = sha256

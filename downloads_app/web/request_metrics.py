@@ -1,0 +1,29 @@
+"""Metrics of HTTP requests (count and latency per route) and the `/metrics` exposition."""
+import time
+
+from flask import Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from downloads_app.infra.metrics import LATENCY, REQUESTS, registry
+
+
+def _route():
+    return request.url_rule.rule if request.url_rule else "unmatched"
+
+
+def init_app(app):
+    @app.before_request
+    def start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def count(response):
+        route = _route()
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        if response.mimetype != "text/event-stream" and hasattr(g, "request_started"):
+            LATENCY.labels(request.method, route).observe(time.perf_counter() - g.request_started)
+        return response
+
+    @app.route("/metrics")
+    def metrics():
+        return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
