@@ -85,7 +85,7 @@ def handle_refusal(error):
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "5"
-    return _body(str(error), **getattr(error, "details", {})), status, headers
+    return _body(str(error), reason=error.reason, **getattr(error, "details", {})), status, headers
 
 
 def handle_database_error(error):

@@ -248,6 +248,9 @@ class ContentListSchema(ma.Schema):
 class ErrorSchema(ma.Schema):
     success = fields.Boolean(metadata={"description": "Always false"})
     message = fields.String()
+    reason = fields.String(
+        metadata={"description": "Why the service refused, machine-readable (e.g. quota_exceeded, invalid_transition)"}
+    )
     errors = fields.Dict(metadata={"description": "Field-by-field validation errors"})
     status = fields.String(metadata={"description": "Current state, when an action does not fit it"})
     needed_bytes = ByteCount(metadata={"description": "When storage is short: bytes needed"})

@@ -95,6 +95,7 @@ def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start, ti
     assert response.status_code == 413
     assert response.json == {
         "success": False,
+        "reason": "quota_exceeded",
         "message": "Not enough storage: this download needs 416.6 MB (416,625,000 bytes) and 1 byte are free.",
         "needed_bytes": SIZE_720,
         "free_bytes": "1",
@@ -121,7 +122,10 @@ def test_lifecycle_actions_and_409_with_the_current_state(client, auth, start):
     assert paused.json["message"] == "Download paused"
     refused = client.post(f"{url}/pause", headers=auth())
     assert refused.status_code == 409
-    assert refused.json == {"success": False, "message": "Cannot pause a download that is paused.", "status": "paused"}
+    assert refused.json == {
+        "success": False, "message": "Cannot pause a download that is paused.", "reason": "invalid_transition",
+        "status": "paused",
+    }
     assert client.post(f"{url}/resume", headers=auth()).json["download"]["status"] == "pending"
     assert client.post(f"{url}/cancel", headers=auth()).json["download"]["status"] == "cancelled"
     assert client.get("/api/storage", headers=auth()).json["used_bytes"] == "0"

@@ -47,7 +47,10 @@ def test_start_is_503_while_redis_is_down_and_works_again_after(database_url, mo
     another = {"content_id": "movie", "quality": "720p"}
     refused = client.post("/api/downloads/start", json=another, headers=headers)
     assert refused.status_code == 503
-    assert refused.json == {"success": False, "message": "The download queue is unavailable; try again shortly."}
+    assert refused.json == {
+        "success": False, "message": "The download queue is unavailable; try again shortly.",
+        "reason": "queue_unavailable",
+    }
     assert refused.headers["Retry-After"] == "5"
     resume = client.post(f"/api/downloads/{accepted.json['download']['id']}/resume", headers=headers)
     assert resume.status_code == 503

@@ -57,7 +57,8 @@ class Service:
         )
         try:
             self.start_worker()
-            wait_until(self._api_answers, timeout=30, interval=0.1, message="gunicorn")
+            # Deadlines for booting are generous: a busy machine boots slowly, and nothing is measured here.
+            wait_until(self._api_answers, timeout=60, interval=0.1, message="gunicorn")
         except BaseException:
             self.stop()
             raise
@@ -68,7 +69,7 @@ class Service:
         self.workers.append(
             self._spawn(name, [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"])
         )
-        wait_until(lambda: "Worker process is ready" in self.log(name), timeout=30, interval=0.05, message=name)
+        wait_until(lambda: "Worker process is ready" in self.log(name), timeout=60, interval=0.05, message=name)
 
     @property
     def worker(self):
@@ -87,7 +88,7 @@ class Service:
             raise AssertionError(f"gunicorn exited:\n{self.log('api')}")
         try:
             return requests.get(f"{self.base}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted by a master whose workers still boot
             return False
 
     def log(self, name):

@@ -118,8 +118,9 @@ def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(ser
 
 def test_redis_restart_that_lost_every_message_loses_no_accepted_download(database_url, movie, titles, token, tmp_path):
     own_redis = OwnRedis(tmp_path / "redis").start()
-    service = Service(database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
-    try:
+    service = None
+    try:  # a service that fails to start must not leak the Redis started for it
+        service = Service(database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
         client = Client(service, token("alice"))
         *started, refused_title, later_title = titles(6)
         ids = [client.start(content_id=content_id) for content_id in started]
@@ -134,7 +135,8 @@ def test_redis_restart_that_lost_every_message_loses_no_accepted_download(databa
         logs = service.worker_logs()
         assert all(completions(logs, i) == 1 for i in ids)
     finally:
-        service.stop()
+        if service is not None:
+            service.stop()
         own_redis.stop()
 
 
