@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,18 @@ run: $(VENV)/.installed-embedded
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The in-process tests only (no gunicorn, worker processes or browser): a few minutes.
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest tests/unit tests/api $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Benchmarks (not part of `make test`): PostgreSQL and SQLite, written to docs/performance.md.
 bench: $(VENV)/.installed-test
