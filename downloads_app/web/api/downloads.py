@@ -27,6 +27,7 @@ blp.before_request(authenticate)
 
 @blp.route("")
 class Downloads(MethodView):
+    @blp.doc(operationId="list_downloads")
     @blp.arguments(DownloadQueryArgsSchema, location="query", unknown=ma.RAISE)
     @blp.response(200, DownloadListSchema)
     @refusals(blp, SIGNED_IN)
@@ -39,6 +40,7 @@ class Downloads(MethodView):
 @blp.route("/start")
 class StartDownload(MethodView):
     @limit_starts
+    @blp.doc(operationId="start_download")
     @blp.arguments(StartDownloadSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, DownloadEnvelopeSchema, description="Started: a new pending download")
@@ -68,6 +70,7 @@ class StartDownload(MethodView):
 
 @blp.route("/cleanup")
 class Cleanup(MethodView):
+    @blp.doc(operationId="cleanup_downloads")
     @blp.response(200, CleanupSchema)
     @refusals(blp, WRITE)
     def post(self):
@@ -88,12 +91,14 @@ def _delete(download_id):
 
 @blp.route("/<download_id:download_id>")
 class DownloadById(MethodView):
+    @blp.doc(operationId="get_download")
     @blp.response(200, DownloadEnvelopeSchema)
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """One of your downloads"""
         return {"success": True, "download": service.get_download(current_user().id, download_id)}
 
+    @blp.doc(operationId="delete_download")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
@@ -103,6 +108,7 @@ class DownloadById(MethodView):
 
 @blp.route("/<download_id:download_id>/delete")
 class DeleteDownload(MethodView):
+    @blp.doc(operationId="delete_download_legacy_path")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
@@ -112,6 +118,7 @@ class DeleteDownload(MethodView):
 
 @blp.route("/<download_id:download_id>/progress")
 class Progress(MethodView):
+    @blp.doc(operationId="get_progress")
     @blp.response(200, ProgressSchema)
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
@@ -120,13 +127,19 @@ class Progress(MethodView):
         return event_hub.progress_fields(download)
 
 
-# action: (service function, message on success, summary for the spec)
+# action: (service function, message on success, docstring for the spec: summary, then description)
 ACTIONS = {
     "pause": (service.pause, "Download paused", "Pause a pending or running download"),
     "resume": (service.resume, "Download resumed", "Resume a paused download from where it stopped"),
     "cancel": (service.cancel, "Download cancelled", "Cancel a download and release its storage"),
-    "retry": (service.retry, "Download retried", "Retry a failed or cancelled download"),
+    "retry": (
+        service.retry, "Download retried",
+        "Retry a failed or cancelled download\n\n"
+        "Its file size is reserved again: 413 when it no longer fits your quota.",
+    ),
 }
+# Refusals of an action beyond every action's 404 and 409: a retry reserves the quota again.
+ACTION_REFUSALS = {"retry": (413,)}
 
 
 def _action_view(action, change, message, summary):
@@ -140,7 +153,11 @@ def _action_view(action, change, message, summary):
 
 for _action, (_change, _message, _summary) in ACTIONS.items():
     blp.route(f"/<download_id:download_id>/{_action}", methods=["POST"])(
-        blp.response(200, DownloadEnvelopeSchema)(
-            refusals(blp, WRITE, (404, 409))(_action_view(_action, _change, _message, _summary))
+        blp.doc(operationId=f"{_action}_download")(
+            blp.response(200, DownloadEnvelopeSchema)(
+                refusals(blp, WRITE, (404, 409), ACTION_REFUSALS.get(_action, ()))(
+                    _action_view(_action, _change, _message, _summary)
+                )
+            )
         )
     )
