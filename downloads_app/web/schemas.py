@@ -13,6 +13,11 @@ MAX_PAGE_SIZE = 100
 CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
 MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
 
+# Examples in the spec, so that Swagger UI's "Try it out" works against `flask demo seed`
+# (downloads_app/cli.py DEMO_TITLES) with the default qualities (config QUALITY_BITRATES_KBPS).
+DEMO_CONTENT_ID = "big-buck-bunny"
+DEMO_QUALITY = "720p"
+
 
 class ByteCount(fields.Integer):
     """A byte count, as a decimal string both ways, so no client loses precision."""
@@ -42,12 +47,19 @@ class Quality(fields.String):
 
 
 def spec_properties(app):
-    """apispec attribute function: Quality's `enum` from `app`'s settings, ByteCount's digits."""
+    """apispec attribute function: Quality's `enum` (and an offered example) from `app`'s
+    settings, ByteCount's digits; a list of qualities gets all of them as its example."""
 
     def add_properties(converter, field, **kwargs):
         del converter, kwargs
+        offered = list(app.config["QUALITY_BITRATES_KBPS"])
         if isinstance(field, Quality):
-            return {"enum": list(app.config["QUALITY_BITRATES_KBPS"])}
+            properties = {"enum": offered}
+            if "example" not in field.metadata:
+                properties["example"] = DEMO_QUALITY if DEMO_QUALITY in offered else offered[0]
+            return properties
+        if isinstance(field, fields.List) and isinstance(field.inner, Quality) and "example" not in field.metadata:
+            return {"example": offered}
         if isinstance(field, ByteCount) and "pattern" not in field.metadata:
             return {"pattern": "^[0-9]+$"}
         return {}
@@ -69,8 +81,11 @@ class StrictSchema(ma.Schema):
 
 
 class StartDownloadSchema(StrictSchema):
-    content_id = fields.String(required=True, validate=CONTENT_ID_FORMAT)
-    quality = Quality(required=True)
+    content_id = fields.String(
+        required=True, validate=CONTENT_ID_FORMAT,
+        metadata={"description": "A title's `id` from GET /api/contents", "example": DEMO_CONTENT_ID},
+    )
+    quality = Quality(required=True, metadata={"description": "One of the title's `qualities`"})
 
 
 class IdempotencyHeaderSchema(ma.Schema):
@@ -82,7 +97,10 @@ class IdempotencyHeaderSchema(ma.Schema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
         validate=validate.Regexp(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
-        metadata={"description": "Repeat a start with the same key to get the same download back"},
+        metadata={
+            "description": "Repeat a start with the same key to get the same download back",
+            "example": f"start-{DEMO_CONTENT_ID}-{DEMO_QUALITY}-1",
+        },
     )
 
 
@@ -92,10 +110,17 @@ class DownloadQueryArgsSchema(StrictSchema):
     Parse it with `unknown=RAISE`: webargs ignores unknown query parameters by default.
     """
 
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
-    cache_buster = fields.String(data_key="_", metadata={"description": "Ignored: lets clients defeat caches"})
+    status = fields.String(
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "Only downloads in this state", "example": "downloading"},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE), metadata={"example": 1})
+    page_size = fields.Integer(
+        load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE), metadata={"example": 20}
+    )
+    cache_buster = fields.String(
+        data_key="_", metadata={"description": "Ignored: lets clients defeat caches", "example": "1700000000000"}
+    )
 
     @ma.post_load
     def _drop_cache_buster(self, args, **kwargs):
@@ -104,96 +129,141 @@ class DownloadQueryArgsSchema(StrictSchema):
 
 
 class ContentCreateSchema(StrictSchema):
-    id = fields.String(required=True, validate=CONTENT_ID_FORMAT)
-    title = fields.String(required=True, validate=[validate.Length(min=1, max=200), PRINTABLE])
-    duration_seconds = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=86_400))
+    # The example is a title the demo catalogue does not have, so adding it works once.
+    id = fields.String(required=True, validate=CONTENT_ID_FORMAT, metadata={"example": "elephants-dream"})
+    title = fields.String(
+        required=True, validate=[validate.Length(min=1, max=200), PRINTABLE], metadata={"example": "Elephants Dream"}
+    )
+    duration_seconds = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=86_400), metadata={"example": 654}
+    )
     qualities = fields.List(Quality(), required=True, validate=validate.Length(min=1))
 
 
 class ContentUpdateSchema(StrictSchema):
-    title = fields.String(validate=[validate.Length(min=1, max=200), PRINTABLE])
-    duration_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
+    # The example restates the demo title big-buck-bunny, so trying it changes nothing.
+    title = fields.String(validate=[validate.Length(min=1, max=200), PRINTABLE], metadata={"example": "Big Buck Bunny"})
+    duration_seconds = fields.Integer(
+        strict=True, validate=validate.Range(min=1, max=86_400), metadata={"example": 596}
+    )
     qualities = fields.List(Quality(), validate=validate.Length(min=1))
 
 
+class SetSourceSchema(StrictSchema):
+    """Where a title's file lives at one quality (the quality is in the path)."""
+
+    location = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=2048),
+            validate.Regexp(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
+        ],
+        metadata={
+            "description": "http(s)://host/path or s3://bucket/key",
+            "example": f"https://media.example.com/{DEMO_CONTENT_ID}/{DEMO_QUALITY}.mp4",
+        },
+    )
+    size_bytes = ByteCount(
+        validate=validate.Range(min=1),
+        metadata={"description": "Asked of the origin when left out", "pattern": "^[1-9][0-9]*$",
+                  "example": "248308500"},
+    )
+    sha256 = fields.String(
+        allow_none=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
+        metadata={"description": "Checked after every transfer when given", "example": None},
+    )
+    content_type = fields.String(
+        allow_none=True, validate=[validate.Length(max=255), PRINTABLE], metadata={"example": "video/mp4"}
+    )
+
+
 # ---------------------------------------------------------------- responses
+#
+# A response field the server always sends is `required=True` (dumping ignores it; the spec
+# lists it under `required`, so generated clients type it as always there). A field that can be
+# null is still sent, and also `allow_none=True` (`nullable: true`).
 
 
 class DownloadSchema(ma.Schema):
-    id = fields.String()
-    user_id = fields.String()
-    content_id = fields.String()
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    quality = fields.String()
-    progress = fields.Integer(metadata={"description": "Percent, 0 to 100"})
-    file_size_bytes = ByteCount()
-    downloaded_bytes = ByteCount()
-    attempts = fields.Integer()
-    error = fields.String(allow_none=True, metadata={"description": "Why the download failed (only when failed)"})
+    id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    content_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    quality = fields.String(required=True)
+    progress = fields.Integer(required=True, metadata={"description": "Percent, 0 to 100"})
+    file_size_bytes = ByteCount(required=True)
+    downloaded_bytes = ByteCount(required=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(
+        required=True, allow_none=True, metadata={"description": "Why the download failed (only when failed)"}
+    )
     sha256 = fields.String(
-        allow_none=True, metadata={"description": "SHA-256 (hex) of the stored file, once completed by a real transfer"}
+        required=True, allow_none=True,
+        metadata={"description": "SHA-256 (hex) of the stored file, once completed by a real transfer"},
     )
     last_error = fields.String(
-        allow_none=True, metadata={"description": "Error of the latest failed attempt, even if a retry then succeeded"}
+        required=True, allow_none=True,
+        metadata={"description": "Error of the latest failed attempt, even if a retry then succeeded"},
     )
-    created_at = UtcDateTime()
-    updated_at = UtcDateTime()
-    started_at = UtcDateTime(allow_none=True)
-    completed_at = UtcDateTime(allow_none=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+    started_at = UtcDateTime(required=True, allow_none=True)
+    completed_at = UtcDateTime(required=True, allow_none=True)
 
 
 class DownloadEnvelopeSchema(ma.Schema):
-    success = fields.Boolean()
-    message = fields.String()
-    download = fields.Nested(DownloadSchema)
+    success = fields.Boolean(required=True)
+    message = fields.String(metadata={"description": "What was done (absent when a download is only read)"})
+    download = fields.Nested(DownloadSchema, required=True)
 
 
 class PaginationSchema(ma.Schema):
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
-    pages = fields.Integer()
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
 
 
 class DownloadListSchema(ma.Schema):
-    success = fields.Boolean()
-    downloads = fields.List(fields.Nested(DownloadSchema))
-    pagination = fields.Nested(PaginationSchema)
+    success = fields.Boolean(required=True)
+    downloads = fields.List(fields.Nested(DownloadSchema), required=True)
+    pagination = fields.Nested(PaginationSchema, required=True)
 
 
 class ProgressSchema(ma.Schema):
-    success = fields.Boolean()
-    id = fields.String()
-    status = fields.String()
-    progress = fields.Integer()
-    downloaded_bytes = ByteCount()
-    file_size_bytes = ByteCount()
+    success = fields.Boolean(required=True)
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    progress = fields.Integer(required=True, metadata={"description": "Percent, 0 to 100"})
+    downloaded_bytes = ByteCount(required=True)
+    file_size_bytes = ByteCount(required=True)
 
 
 class MessageSchema(ma.Schema):
-    success = fields.Boolean()
-    message = fields.String()
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
 
 
 class CleanupSchema(MessageSchema):
-    deleted_count = fields.Integer()
-    freed_bytes = ByteCount()
+    deleted_count = fields.Integer(required=True)
+    freed_bytes = ByteCount(required=True)
 
 
 class StorageSchema(ma.Schema):
-    success = fields.Boolean()
-    quota_bytes = ByteCount()
-    used_bytes = ByteCount()
-    free_bytes = ByteCount()
+    success = fields.Boolean(required=True)
+    quota_bytes = ByteCount(required=True)
+    used_bytes = ByteCount(required=True)
+    free_bytes = ByteCount(required=True)
 
 
 class ContentSchema(ma.Schema):
-    id = fields.String()
-    title = fields.String()
-    duration_seconds = fields.Integer()
-    qualities = fields.List(fields.String(), attribute="quality_list")
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    duration_seconds = fields.Integer(required=True)
+    qualities = fields.List(fields.String(), required=True, attribute="quality_list")
     sizes = fields.Method(
         "_sizes",
+        required=True,
         metadata={
             "description": "file_size_bytes by quality, as decimal strings",
             "type": "object",
@@ -205,49 +275,38 @@ class ContentSchema(ma.Schema):
         return {quality: str(size) for quality, size in sizes(current_runtime().settings, content).items()}
 
 
-class SourceSchema(StrictSchema):
+class SourceSchema(ma.Schema):
     """Where a title's file lives at one quality."""
 
-    quality = fields.String(dump_only=True)
-    location = fields.String(
-        required=True,
-        validate=[
-            validate.Length(max=2048),
-            validate.Regexp(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
-        ],
-        metadata={"description": "http(s)://host/path or s3://bucket/key"},
-    )
-    size_bytes = ByteCount(
-        validate=validate.Range(min=1),
-        metadata={"description": "Asked of the origin when left out", "pattern": "^[1-9][0-9]*$"},
-    )
+    quality = fields.String(required=True)
+    location = fields.String(required=True, metadata={"description": "http(s)://host/path or s3://bucket/key"})
+    size_bytes = ByteCount(required=True, metadata={"pattern": "^[1-9][0-9]*$"})
     sha256 = fields.String(
-        allow_none=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
-        metadata={"description": "Checked after every transfer when given"},
+        required=True, allow_none=True, metadata={"description": "Checked after every transfer when set"}
     )
-    content_type = fields.String(allow_none=True, validate=[validate.Length(max=255), PRINTABLE])
+    content_type = fields.String(required=True, allow_none=True)
 
 
 class SourceEnvelopeSchema(ma.Schema):
-    success = fields.Boolean()
-    message = fields.String()
-    source = fields.Nested(SourceSchema)
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    source = fields.Nested(SourceSchema, required=True)
 
 
 class ContentEnvelopeSchema(ma.Schema):
-    success = fields.Boolean()
-    message = fields.String()
-    content = fields.Nested(ContentSchema)
+    success = fields.Boolean(required=True)
+    message = fields.String(metadata={"description": "What was done (absent when a title is only read)"})
+    content = fields.Nested(ContentSchema, required=True)
 
 
 class ContentListSchema(ma.Schema):
-    success = fields.Boolean()
-    contents = fields.List(fields.Nested(ContentSchema))
+    success = fields.Boolean(required=True)
+    contents = fields.List(fields.Nested(ContentSchema), required=True)
 
 
 class ErrorSchema(ma.Schema):
-    success = fields.Boolean(metadata={"description": "Always false"})
-    message = fields.String()
+    success = fields.Boolean(required=True, metadata={"description": "Always false"})
+    message = fields.String(required=True)
     reason = fields.String(
         metadata={"description": "Why the service refused, machine-readable (e.g. quota_exceeded, invalid_transition)"}
     )
@@ -259,19 +318,19 @@ class ErrorSchema(ma.Schema):
 
 
 class QueueDepthSchema(ma.Schema):
-    name = fields.String()
-    ready = fields.Integer(metadata={"description": "Messages waiting for a worker"})
-    delayed = fields.Integer(metadata={"description": "Messages waiting out a retry backoff"})
-    dead_lettered = fields.Integer(metadata={"description": "Messages Dramatiq gave up on"})
+    name = fields.String(required=True)
+    ready = fields.Integer(required=True, metadata={"description": "Messages waiting for a worker"})
+    delayed = fields.Integer(required=True, metadata={"description": "Messages waiting out a retry backoff"})
+    dead_lettered = fields.Integer(required=True, metadata={"description": "Messages Dramatiq gave up on"})
 
 
 class WorkerSchema(ma.Schema):
-    host = fields.String()
-    pid = fields.Integer()
-    threads = fields.Integer()
-    started_at = fields.Float(metadata={"description": "Unix time"})
-    last_beat = fields.Float(metadata={"description": "Unix time of the last heartbeat"})
-    alive = fields.Boolean()
+    host = fields.String(required=True)
+    pid = fields.Integer(required=True)
+    threads = fields.Integer(required=True)
+    started_at = fields.Float(required=True, metadata={"description": "Unix time"})
+    last_beat = fields.Float(required=True, metadata={"description": "Unix time of the last heartbeat"})
+    alive = fields.Boolean(required=True)
 
 
 class StalledDownloadSchema(DownloadSchema):
@@ -282,12 +341,12 @@ class StalledDownloadSchema(DownloadSchema):
 
 
 class QueueHealthSchema(ma.Schema):
-    success = fields.Boolean()
-    queue = fields.Nested(QueueDepthSchema)
-    dead_lettered_downloads = fields.List(fields.String())
-    workers = fields.List(fields.Nested(WorkerSchema))
-    workers_alive = fields.Integer()
-    downloads_by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
-    oldest_pending_age_seconds = fields.Float(allow_none=True)
-    stalled_count = fields.Integer()
-    stalled = fields.List(fields.Nested(StalledDownloadSchema))
+    success = fields.Boolean(required=True)
+    queue = fields.Nested(QueueDepthSchema, required=True)
+    dead_lettered_downloads = fields.List(fields.String(), required=True)
+    workers = fields.List(fields.Nested(WorkerSchema), required=True)
+    workers_alive = fields.Integer(required=True)
+    downloads_by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    oldest_pending_age_seconds = fields.Float(required=True, allow_none=True)
+    stalled_count = fields.Integer(required=True)
+    stalled = fields.List(fields.Nested(StalledDownloadSchema), required=True)

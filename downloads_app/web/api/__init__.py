@@ -1,5 +1,6 @@
 """The flask-smorest Api: OpenAPI spec, locally served Swagger UI, and every blueprint."""
 import flask_smorest
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
@@ -46,6 +47,24 @@ class Api(flask_smorest.Api):
     DEFAULT_ERROR_RESPONSE_NAME = None
 
 
+class SchemaPlugin(MarshmallowPlugin):
+    """The marshmallow plugin with this app's fields mapped from the start.
+
+    flask-smorest converts ERROR_SCHEMA while the Api is bound to the app, before anything
+    registered afterwards applies: mapped here, the Error schema's byte counts are decimal
+    strings (with their pattern) like every other schema's.
+    """
+
+    def __init__(self, app):
+        super().__init__()
+        self._app = app
+
+    def init_spec(self, spec):
+        super().init_spec(spec)
+        self.map_to_openapi_type(ByteCount, "string", None)
+        self.converter.add_attribute_function(spec_properties(self._app))
+
+
 swagger_assets = Blueprint("swagger_assets", __name__)
 
 
@@ -57,10 +76,8 @@ def swagger_asset(filename):
 def init_app(app):
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
-    api = Api(app)
+    api = Api(app, spec_kwargs={"marshmallow_plugin": SchemaPlugin(app)})
     converters.init_app(app, api)
-    api.register_field(ByteCount, "string", None)
-    api.ma_plugin.converter.add_attribute_function(spec_properties(app))
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     app.register_blueprint(swagger_assets)

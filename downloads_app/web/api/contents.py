@@ -12,8 +12,8 @@ from downloads_app.web.schemas import (
     ContentListSchema,
     ContentUpdateSchema,
     MessageSchema,
+    SetSourceSchema,
     SourceEnvelopeSchema,
-    SourceSchema,
 )
 
 blp = Blueprint("contents", __name__, url_prefix="/api/contents", description="The catalogue")
@@ -22,6 +22,7 @@ blp.before_request(authenticate)
 
 @blp.route("")
 class Contents(MethodView):
+    @blp.doc(operationId="list_contents")
     @blp.response(200, ContentListSchema)
     @refusals(blp, SIGNED_IN)
     def get(self):
@@ -29,6 +30,7 @@ class Contents(MethodView):
         return {"success": True, "contents": catalogue.list_contents()}
 
     @admin_required
+    @blp.doc(operationId="create_content")
     @blp.arguments(ContentCreateSchema)
     @blp.response(201, ContentEnvelopeSchema)
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (409,))
@@ -39,6 +41,7 @@ class Contents(MethodView):
 
 @blp.route("/<content_id:content_id>")
 class ContentById(MethodView):
+    @blp.doc(operationId="get_content")
     @blp.response(200, ContentEnvelopeSchema)
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, content_id):
@@ -46,6 +49,7 @@ class ContentById(MethodView):
         return {"success": True, "content": catalogue.get_content(content_id)}
 
     @admin_required
+    @blp.doc(operationId="update_content")
     @blp.arguments(ContentUpdateSchema)
     @blp.response(200, ContentEnvelopeSchema)
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (404,))
@@ -55,6 +59,7 @@ class ContentById(MethodView):
         return {"success": True, "message": "Title updated", "content": content}
 
     @admin_required
+    @blp.doc(operationId="delete_content")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, ADMIN, (404, 409))
     def delete(self, content_id):
@@ -66,7 +71,8 @@ class ContentById(MethodView):
 @blp.route("/<content_id:content_id>/sources/<quality:quality>")
 class ContentSourceOfQuality(MethodView):
     @admin_required
-    @blp.arguments(SourceSchema)
+    @blp.doc(operationId="set_source")
+    @blp.arguments(SetSourceSchema)
     @blp.response(200, SourceEnvelopeSchema)
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (404,))
     def put(self, body, content_id, quality):
@@ -79,6 +85,7 @@ class ContentSourceOfQuality(MethodView):
         return {"success": True, "message": "Source saved", "source": source}
 
     @admin_required
+    @blp.doc(operationId="delete_source")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, ADMIN, (404,))
     def delete(self, content_id, quality):

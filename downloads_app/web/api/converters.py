@@ -1,32 +1,41 @@
 """Path converters for ids, so a path segment that cannot be an id never reaches a view."""
 from werkzeug.routing import BaseConverter
 
-from downloads_app.web.schemas import CONTENT_ID_PATTERN
+from downloads_app.web.schemas import CONTENT_ID_PATTERN, DEMO_CONTENT_ID, DEMO_QUALITY
 
 
 class DownloadIdConverter(BaseConverter):
     """A download id: 32 lowercase hex digits (`models.new_id`), so `start` is not one."""
 
     regex = "[0-9a-f]{32}"
+    # No example: an id is random, and only its owner's downloads are found.
+    description = "A download's `id`, from POST /api/downloads/start or GET /api/downloads"
 
 
 class ContentIdConverter(BaseConverter):
     """A title's id: what the catalogue accepts (letters, digits, `.`, `_`, `-`)."""
 
     regex = CONTENT_ID_PATTERN
+    description = "A title's `id`, from GET /api/contents"
+    example = DEMO_CONTENT_ID
 
 
 class QualityConverter(BaseConverter):
     """A quality's name, such as `720p`."""
 
     regex = "[0-9A-Za-z]{1,16}"
+    description = "One of the title's `qualities`"
+    example = DEMO_QUALITY
 
 
 CONVERTERS = {"download_id": DownloadIdConverter, "content_id": ContentIdConverter, "quality": QualityConverter}
 
 
 def _schema(converter):
-    return {"type": "string", "pattern": f"^{converter.regex}$"}
+    schema = {"type": "string", "pattern": f"^{converter.regex}$", "description": converter.description}
+    if hasattr(converter, "example"):
+        schema["example"] = converter.example
+    return schema
 
 
 def init_app(app, api):

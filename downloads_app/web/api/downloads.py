@@ -28,6 +28,7 @@ blp.before_request(authenticate)
 
 @blp.route("")
 class Downloads(MethodView):
+    @blp.doc(operationId="list_downloads")
     @blp.arguments(DownloadQueryArgsSchema, location="query", unknown=ma.RAISE)
     @blp.response(200, DownloadListSchema)
     @refusals(blp, SIGNED_IN)
@@ -40,6 +41,7 @@ class Downloads(MethodView):
 @blp.route("/start")
 class StartDownload(MethodView):
     @limit_starts
+    @blp.doc(operationId="start_download")
     @blp.arguments(StartDownloadSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, DownloadEnvelopeSchema, description="Started: a new pending download")
@@ -71,6 +73,7 @@ class StartDownload(MethodView):
 
 @blp.route("/cleanup")
 class Cleanup(MethodView):
+    @blp.doc(operationId="cleanup_downloads")
     @blp.response(200, CleanupSchema)
     @refusals(blp, WRITE)
     def post(self):
@@ -91,12 +94,14 @@ def _delete(download_id):
 
 @blp.route("/<download_id:download_id>")
 class DownloadById(MethodView):
+    @blp.doc(operationId="get_download")
     @blp.response(200, DownloadEnvelopeSchema)
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """One of your downloads"""
         return {"success": True, "download": user_actions.get_download(current_user().id, download_id)}
 
+    @blp.doc(operationId="delete_download")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
@@ -106,6 +111,7 @@ class DownloadById(MethodView):
 
 @blp.route("/<download_id:download_id>/delete")
 class DeleteDownload(MethodView):
+    @blp.doc(operationId="delete_download_legacy_path")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE, (404,))
     def delete(self, download_id):
@@ -115,6 +121,7 @@ class DeleteDownload(MethodView):
 
 @blp.route("/<download_id:download_id>/progress")
 class Progress(MethodView):
+    @blp.doc(operationId="get_progress")
     @blp.response(200, ProgressSchema)
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
@@ -123,13 +130,19 @@ class Progress(MethodView):
         return event_hub.progress_fields(download)
 
 
-# action: (user action, message on success, summary for the spec)
+# action: (user action, message on success, docstring for the spec: summary, then description)
 ACTIONS = {
     "pause": (user_actions.pause, "Download paused", "Pause a pending or running download"),
     "resume": (user_actions.resume, "Download resumed", "Resume a paused download from where it stopped"),
     "cancel": (user_actions.cancel, "Download cancelled", "Cancel a download and release its storage"),
-    "retry": (user_actions.retry, "Download retried", "Retry a failed or cancelled download"),
+    "retry": (
+        user_actions.retry, "Download retried",
+        "Retry a failed or cancelled download\n\n"
+        "Its file size is reserved again: 413 when it no longer fits your quota.",
+    ),
 }
+# Refusals of an action beyond every action's 404 and 409: a retry reserves the quota again.
+ACTION_REFUSALS = {"retry": (413,)}
 
 
 def _action_view(action, change, message, summary):
@@ -143,7 +156,11 @@ def _action_view(action, change, message, summary):
 
 for _action, (_change, _message, _summary) in ACTIONS.items():
     blp.route(f"/<download_id:download_id>/{_action}", methods=["POST"])(
-        blp.response(200, DownloadEnvelopeSchema)(
-            refusals(blp, WRITE, (404, 409))(_action_view(_action, _change, _message, _summary))
+        blp.doc(operationId=f"{_action}_download")(
+            blp.response(200, DownloadEnvelopeSchema)(
+                refusals(blp, WRITE, (404, 409), ACTION_REFUSALS.get(_action, ()))(
+                    _action_view(_action, _change, _message, _summary)
+                )
+            )
         )
     )

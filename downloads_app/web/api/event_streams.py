@@ -25,11 +25,27 @@ from downloads_app.web.schemas import MessageSchema
 blp = Blueprint("events", __name__, url_prefix="/api", description="Live progress (Server-Sent Events)")
 
 SNAPSHOT_LIMIT = 500
+# OpenAPI 3.0 has no way to describe an event of a stream (3.2's `itemSchema`), and tools read the
+# media type's `schema` either as the whole text (generated clients) or as each parsed event
+# (schemathesis: `{data, event, id}` objects). So the schema sets no type, which holds for both
+# readings, and tells the shape of the stream and its events in words and by example.
 STREAM_DOC = {
-    "description": "A text/event-stream: `event: progress|status`, `id: <ms>`, `data: <the /progress JSON>`, "
-    "and a `: heartbeat` comment every 15 s. Browsers may authenticate with the cookie set by "
-    "POST /api/session instead of the Authorization header.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "A text/event-stream: `retry: 2000` first, then events, and a `: heartbeat` comment "
+    "every 15 s. Browsers may authenticate with the cookie set by POST /api/session instead of the "
+    "Authorization header; the stream ends after a while, and clients reconnect with `Last-Event-ID`.",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "description": "The stream as text. Each event has `event: status` (a state change) or "
+                "`event: progress`, `id:` the time in milliseconds, and one `data:` line: JSON like the "
+                "Progress schema (GET /api/downloads/{download_id}/progress), whose `status` is `deleted` "
+                "after a delete.",
+                "example": "retry: 2000\n\nevent: status\nid: 1700000000000\ndata: {\"success\": true, "
+                "\"id\": \"0123456789abcdef0123456789abcdef\", \"status\": \"downloading\", \"progress\": 40, "
+                "\"downloaded_bytes\": \"99323400\", \"file_size_bytes\": \"248308500\"}\n\n",
+            }
+        }
+    },
 }
 
 
@@ -93,7 +109,7 @@ def _stream(user_id, download_id=None):
 
 @blp.route("/downloads/events")
 class AllEvents(MethodView):
-    @blp.doc(responses={"200": STREAM_DOC})
+    @blp.doc(operationId="stream_events", responses={"200": STREAM_DOC})
     @refusals(blp, SIGNED_IN)
     def get(self):
         """Stream progress and state changes of all your downloads"""
@@ -103,7 +119,7 @@ class AllEvents(MethodView):
 
 @blp.route("/downloads/<download_id:download_id>/events")
 class DownloadEvents(MethodView):
-    @blp.doc(responses={"200": STREAM_DOC})
+    @blp.doc(operationId="stream_download_events", responses={"200": STREAM_DOC})
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
         """Stream progress and state changes of one download"""
@@ -113,6 +129,7 @@ class DownloadEvents(MethodView):
 
 @blp.route("/session")
 class StreamSession(MethodView):
+    @blp.doc(operationId="open_stream_session")
     @blp.response(200, MessageSchema)
     @refusals(blp, WRITE)
     def post(self):
@@ -126,7 +143,7 @@ class StreamSession(MethodView):
         )
         return response
 
-    @blp.doc(security=[])
+    @blp.doc(security=[], operationId="close_stream_session")
     @blp.response(200, MessageSchema)
     @refusals(blp, (429,))
     def delete(self):

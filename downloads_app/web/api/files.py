@@ -20,7 +20,10 @@ FILE_DOC = {
 
 @blp.route("/<download_id:download_id>/file")
 class StoredFile(MethodView):
-    @blp.doc(responses={"200": FILE_DOC, "206": {**FILE_DOC, "description": "The part asked for with Range"}})
+    @blp.doc(
+        operationId="get_download_file",
+        responses={"200": FILE_DOC, "206": {**FILE_DOC, "description": "The part asked for with Range"}},
+    )
     @refusals(blp, SIGNED_IN, (404, 409, 416))
     def get(self, download_id):
         """The file of a completed download, with Range requests (206) and an ETag

@@ -1,7 +1,7 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from downloads_app.infra import readiness
 from downloads_app.web.current import current_runtime
@@ -10,14 +10,17 @@ blp = Blueprint("health", __name__, description="Liveness and readiness")
 
 
 class HealthSchema(Schema):
-    success = fields.Boolean()
-    status = fields.String()
-    checks = fields.Dict(keys=fields.String(), values=fields.String())
+    success = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("alive", "ready", "not ready")))
+    checks = fields.Dict(
+        keys=fields.String(), values=fields.String(), required=True,
+        metadata={"description": "`ok`, or what is wrong, by dependency (`database`, `redis`)"},
+    )
 
 
 @blp.route("/healthz")
 class Liveness(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], operationId="check_liveness")
     @blp.response(200, HealthSchema)
     def get(self):
         """The process is alive"""
@@ -26,7 +29,7 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], operationId="check_readiness")
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="A dependency is not ready")
     def get(self):

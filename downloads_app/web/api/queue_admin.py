@@ -15,6 +15,7 @@ blp.before_request(authenticate)
 @blp.route("/health")
 class QueueHealth(MethodView):
     @admin_required
+    @blp.doc(operationId="get_queue_health")
     @blp.response(200, QueueHealthSchema)
     @refusals(blp, SIGNED_IN, ADMIN)
     def get(self):
@@ -25,8 +26,12 @@ class QueueHealth(MethodView):
 @blp.route("/downloads/<download_id:download_id>/requeue")
 class Requeue(MethodView):
     @admin_required
+    @blp.doc(operationId="requeue_download")
     @blp.response(200, DownloadEnvelopeSchema)
-    @refusals(blp, WRITE, ADMIN, (404, 409))
+    @refusals(blp, WRITE, ADMIN, (404, 409, 413))
     def post(self, download_id):
-        """Queue a stalled, pending, dead-lettered or failed download again (admin)"""
+        """Queue a stalled, pending, dead-lettered or failed download again (admin)
+
+        A failed download reserves its file size again: 413 when it no longer fits its owner's quota.
+        """
         return {"success": True, "message": "Download requeued", "download": recovery.requeue(current_runtime(), download_id)}

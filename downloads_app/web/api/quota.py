@@ -14,6 +14,7 @@ blp.before_request(authenticate)
 
 @blp.route("")
 class Storage(MethodView):
+    @blp.doc(operationId="get_storage")
     @blp.response(200, StorageSchema)
     @refusals(blp, SIGNED_IN)
     def get(self):
