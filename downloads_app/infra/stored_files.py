@@ -28,7 +28,7 @@ def human_bytes(count):
     scaled = count
     for unit in ("kB", "MB", "GB", "TB", "PB"):
         scaled /= 1000
-        if abs(scaled) < 1000 or unit == "PB":
+        if abs(round(scaled, 1)) < 1000 or unit == "PB":  # 999,999 bytes read 1.0 MB, not 1000.0 kB
             return f"{scaled:.1f} {unit} ({count:,} bytes)"
 
 

@@ -46,6 +46,7 @@ def fetch(handle, source, settings):
             handle.rebase(answer.start)  # the bytes on disk are the truth
         if answer.total_size != handle.file_size_bytes:
             handle.resize(answer.total_size)  # the quota follows the real file
+            files.check_free_space(max(answer.total_size - answer.start, 0))  # and so must the disk
         part = files.open_part(answer.start, answer.validator)
         try:
             if not _copy(answer, part, handle, settings):

@@ -295,11 +295,6 @@ def test_no_room_on_disk_is_refused_before_asking_the_origin(rt, configure, ngin
     assert not rt.files.of(download).part_path.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "copier.fetch checks the free space against the recorded size only (before the origin answers); "
-    "after resize() to the origin's larger size it does not check again, so a file larger than "
-    "recorded (e.g. the duration x bitrate estimate of DOWNLOAD_TRANSPORT=http) is written past "
-    "STORAGE_FREE_MARGIN_BYTES instead of raising InsufficientStorage"))
 def test_a_file_larger_than_recorded_is_checked_against_the_free_space(rt, configure, nginx, media):
     huge = media / "huge.mp4"
     with open(huge, "wb") as file:
