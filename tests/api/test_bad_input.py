@@ -102,7 +102,9 @@ def test_bad_requests_leave_stored_downloads_untouched(app, client, auth, movie)
 START = '{"content_id": "movie", "quality": "480p"}'
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
 def test_a_json_body_sent_without_its_content_type_gets_415_naming_the_header(client, auth, movie, content_type):
     response = client.post("/api/downloads/start", data=START, content_type=content_type, headers=auth())
     assert response.status_code == 415 and response.is_json and response.json["success"] is False
@@ -114,7 +116,9 @@ def test_a_json_body_sent_without_its_content_type_gets_415_naming_the_header(cl
 def test_an_optional_body_without_its_content_type_is_refused_not_ignored(client, auth, movie):
     """Every field of a PATCH is optional: ignored, a text/plain body would change nothing and answer 200."""
     admin = auth("root", admin=True)
-    response = client.patch("/api/contents/movie", data='{"title": "Renamed"}', content_type="text/plain", headers=admin)
+    response = client.patch(
+        "/api/contents/movie", data='{"title": "Renamed"}', content_type="text/plain", headers=admin
+    )
     assert response.status_code == 415 and "Content-Type: application/json" in response.json["message"]
     assert client.get("/api/contents/movie", headers=admin).json["content"]["title"] == "A Movie"
 
