@@ -18,9 +18,8 @@ $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
 
 install: $(VENV)/.installed-embedded
 
+# The devserver migrates, seeds the demo titles, starts everything and says where to look.
 run: $(VENV)/.installed-embedded
-	$(FLASK) db upgrade
-	$(FLASK) demo seed > /dev/null
 	$(PY) -m downloads_app.devserver
 
 test: $(VENV)/.installed-test

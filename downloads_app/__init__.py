@@ -1,7 +1,12 @@
 """The offline-downloads API: `create_app()` builds the Flask application."""
 import logging
+import os
 
 from flask import Flask
+
+# Set (to a non-empty value) in the environment of processes whose parent has already warned that
+# JWT_SECRET is not set: `make run`'s devserver warns once, not in each process it starts.
+DEV_SECRET_WARNED = "DOWNLOADS_DEV_SECRET_WARNED"
 
 
 def create_app(test_config=None):
@@ -25,7 +30,7 @@ def create_app(test_config=None):
         raise SystemExit(problem)  # at start-up, not at the first download
     if not app.testing:
         logs.configure(settings.log_format)
-    if settings.jwt_secret == DEV_JWT_SECRET and not app.testing:
+    if settings.jwt_secret == DEV_JWT_SECRET and not app.testing and not os.environ.get(DEV_SECRET_WARNED):
         logging.getLogger(__name__).warning(
             "JWT_SECRET is not set: using the development secret. Set it in production."
         )

@@ -14,7 +14,7 @@ CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
 MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
 
 # Examples in the spec, so that Swagger UI's "Try it out" works against `flask demo seed`
-# (downloads_app/cli.py DEMO_TITLES) with the default qualities (config QUALITY_BITRATES_KBPS).
+# (downloads_app/web/cli.py DEMO_TITLES) with the default qualities (config QUALITY_BITRATES_KBPS).
 DEMO_CONTENT_ID = "big-buck-bunny"
 DEMO_QUALITY = "720p"
 

@@ -95,3 +95,89 @@ def test_bad_requests_leave_stored_downloads_untouched(app, client, auth, movie)
     with app.app_context():
         assert [d.id for d in Download.select()] == [good.json["download"]["id"]]
     assert client.get("/api/storage", headers=auth()).json == before
+
+
+# ---------------------------------------------------------------- media types and messages
+
+START = '{"content_id": "movie", "quality": "480p"}'
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_json_body_sent_without_its_content_type_gets_415_naming_the_header(client, auth, movie, content_type):
+    response = client.post("/api/downloads/start", data=START, content_type=content_type, headers=auth())
+    assert response.status_code == 415 and response.is_json and response.json["success"] is False
+    assert "Content-Type: application/json" in response.json["message"]
+    assert (content_type or "no Content-Type") in response.json["message"]
+    assert client.get("/api/downloads", headers=auth()).json["downloads"] == []
+
+
+def test_an_optional_body_without_its_content_type_is_refused_not_ignored(client, auth, movie):
+    """Every field of a PATCH is optional: ignored, a text/plain body would change nothing and answer 200."""
+    admin = auth("root", admin=True)
+    response = client.patch(
+        "/api/contents/movie", data='{"title": "Renamed"}', content_type="text/plain", headers=admin
+    )
+    assert response.status_code == 415 and "Content-Type: application/json" in response.json["message"]
+    assert client.get("/api/contents/movie", headers=admin).json["content"]["title"] == "A Movie"
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_media_types_with_parameters_or_a_suffix_are_accepted(client, auth, movie, content_type):
+    response = client.post("/api/downloads/start", data=START, content_type=content_type, headers=auth())
+    assert response.status_code == 202
+
+
+def test_operations_without_a_body_need_no_content_type(client, auth, movie):
+    download = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=auth())
+    download_id = download.json["download"]["id"]
+    assert client.post(f"/api/downloads/{download_id}/pause", headers=auth()).status_code == 200
+    stray = client.post(f"/api/downloads/{download_id}/resume", data="x", content_type="text/plain", headers=auth())
+    assert stray.status_code == 200
+    assert client.post("/api/downloads/cleanup", headers=auth()).status_code == 200
+
+
+def test_a_missing_body_still_gets_422_naming_the_field(client, auth, movie):
+    response = client.post("/api/downloads/start", headers=auth())
+    assert response.status_code == 422
+    assert response.json["message"] == "Invalid request: content_id: Missing data for required field."
+
+
+@pytest.mark.parametrize(
+    "data, status, message",
+    [
+        ("{not json", 400, "Invalid request: the body is not valid JSON."),
+        (b"\xff\xfe", 400, "Invalid request: the body is not valid JSON."),
+        ("null", 422, "Invalid request: the body must be a JSON object."),
+        ("[1, 2]", 422, "Invalid request: the body must be a JSON object."),
+        ('"text"', 422, "Invalid request: the body must be a JSON object."),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_named_as_the_body(client, auth, movie, data, status, message):
+    response = client.post("/api/downloads/start", data=data, content_type="application/json", headers=auth())
+    assert response.status_code == status and response.json["message"] == message
+    assert response.json["errors"]["json"]  # webargs' details are kept
+
+
+@pytest.mark.parametrize("method, path", [("get", "/api/nope"), ("post", "/api/nope"), ("get", "/nope/deeper")])
+def test_an_unknown_path_is_named_with_a_pointer_to_the_docs(client, auth, method, path):
+    response = getattr(client, method)(path, headers={**auth(), "Accept": "text/html"})
+    assert response.status_code == 404 and response.is_json
+    assert response.json == {"success": False, "message": f"No such path: {path}. See /docs for the API."}
+
+
+def test_an_unknown_file_under_a_file_route_is_named(client):
+    response = client.get("/dashboard/nope.js")
+    assert response.status_code == 404 and response.json["message"] == "No such file: /dashboard/nope.js."
+
+
+def test_a_very_long_unknown_path_is_cut_in_the_message(client):
+    response = client.get("/" + "a" * 5000)
+    assert response.status_code == 404 and len(response.json["message"]) < 300
+
+
+def test_405_names_the_allowed_methods(client, auth):
+    response = client.put("/api/downloads", headers=auth())
+    assert response.status_code == 405 and response.is_json
+    assert {"GET", "HEAD", "OPTIONS"} <= {method.strip() for method in response.headers["Allow"].split(",")}

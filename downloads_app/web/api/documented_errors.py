@@ -3,7 +3,7 @@ from http import HTTPStatus
 
 SIGNED_IN = (401, 503)  # every /api route: a bad token, or the database or Redis down
 WRITE = (*SIGNED_IN, 429)  # every write is rate limited
-JSON_BODY = (400, 413, 422)  # malformed, too large, or invalid body
+JSON_BODY = (400, 413, 415, 422)  # malformed, too large, not JSON, or invalid body
 ADMIN = (403,)
 
 
