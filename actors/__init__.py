@@ -1,4 +1,5 @@
 """Worker entry point for `dramatiq actors`: the Redis broker first, then every actor."""
+
 import os
 import tempfile
 
@@ -6,17 +7,18 @@ import tempfile
 # directory, which must be set before prometheus_client is first imported. The main
 # `dramatiq` process sets it; its worker processes and exposition server inherit it.
 os.environ.setdefault(
-    "dramatiq_prom_db", os.path.join(tempfile.gettempdir(), f"downloads-worker-metrics-{os.getpid()}")
+    "dramatiq_prom_db",
+    os.path.join(tempfile.gettempdir(), f"downloads-worker-metrics-{os.getpid()}"),
 )
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["dramatiq_prom_db"]
 os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
 
-import dramatiq  # noqa: E402
-from dramatiq.middleware import CurrentMessage  # noqa: E402
-from dramatiq.middleware.prometheus import Prometheus  # noqa: E402
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware.prometheus import Prometheus
 
-from actors.worker_hooks import WorkerHooks  # noqa: E402
-from downloads_app import create_app  # noqa: E402
+from actors.worker_hooks import WorkerHooks
+from downloads_app import create_app
 
 app = create_app()
 broker = app.extensions["broker"]

@@ -1,4 +1,5 @@
 """The reconciler thread of each worker process: beats into the worker registry, then sweeps."""
+
 import logging
 import threading
 

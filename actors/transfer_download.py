@@ -1,11 +1,12 @@
 """The transfer actor: a thin shell around `downloads_app.transfer.run.run`."""
+
 import dramatiq
-from flask import current_app
 from dramatiq.middleware import CurrentMessage
+from flask import current_app
 
 from actors import app
-from downloads_app.transfer import run as transfer_run
 from downloads_app.infra.broker import TRANSFER_ACTOR
+from downloads_app.transfer import run as transfer_run
 
 
 @dramatiq.actor(

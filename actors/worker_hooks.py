@@ -1,4 +1,5 @@
 """Dramatiq middleware tying the Flask app to the worker: app context, reconciler, graceful stop."""
+
 import threading
 
 from dramatiq import Middleware

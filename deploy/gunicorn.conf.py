@@ -1,4 +1,5 @@
 """gunicorn settings for the API: gevent workers, tuned from the environment."""
+
 import os
 import shutil
 import tempfile

@@ -1,4 +1,5 @@
 """The offline-downloads API: `create_app()` builds the Flask application."""
+
 import logging
 import os
 

@@ -1,4 +1,5 @@
 """Settings read from the environment (and an optional `.env` file), with defaults, as one typed object."""
+
 import os
 from dataclasses import fields, make_dataclass
 from pathlib import Path

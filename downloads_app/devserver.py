@@ -6,6 +6,7 @@ ready and the worker has checked in, prints where the dashboard, the admin page 
 UI are, with a token for the demo user. The JWT_SECRET warning is given here, once: the
 processes started from here are told not to repeat it.
 """
+
 import os
 import signal
 import subprocess
@@ -18,10 +19,10 @@ import redis
 import requests
 
 from downloads_app import DEV_SECRET_WARNED, create_app
-from downloads_app.web.cli import DEMO_USER
 from downloads_app.config import PROJECT_ROOT, VAR_DIR
 from downloads_app.infra import worker_registry
 from downloads_app.infra.embedded_redis import ensure_redis
+from downloads_app.web.cli import DEMO_USER
 
 STILL_WAITING_AFTER_SECONDS = 60
 
@@ -135,11 +136,13 @@ def main():
         services = [
             subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-                cwd=PROJECT_ROOT, env=env,
+                cwd=PROJECT_ROOT,
+                env=env,
             ),
             subprocess.Popen(
                 [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
-                cwd=PROJECT_ROOT, env=env,
+                cwd=PROJECT_ROOT,
+                env=env,
             ),
         ]
         status = _supervise(app, services, base, token, since)

@@ -1,4 +1,5 @@
 """Fixtures: a real Redis, SQLite and PostgreSQL databases, the app, tokens and a real worker."""
+
 import os
 import shutil
 import tempfile
@@ -22,15 +23,15 @@ os.environ.update(
     DOWNLOAD_MAX_ATTEMPTS="10",
 )
 
-import actors  # noqa: E402
-from downloads_app import create_app  # noqa: E402
-from downloads_app.config import settings_from  # noqa: E402
-from downloads_app.downloads.runtime import build_runtime  # noqa: E402
-from downloads_app.downloads.models import MODELS, Content  # noqa: E402
-from downloads_app.infra import schema_migrations  # noqa: E402
-from downloads_app.infra.database import database  # noqa: E402
-from downloads_app.infra.embedded_redis import ensure_redis  # noqa: E402
-from downloads_app.web.auth import issue_token  # noqa: E402
+import actors
+from downloads_app import create_app
+from downloads_app.config import settings_from
+from downloads_app.downloads.models import MODELS, Content
+from downloads_app.downloads.runtime import build_runtime
+from downloads_app.infra import schema_migrations
+from downloads_app.infra.database import database
+from downloads_app.infra.embedded_redis import ensure_redis
+from downloads_app.web.auth import issue_token
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -177,7 +178,9 @@ MOVIE = {"id": "movie", "title": "A Movie", "duration_seconds": 1000, "qualities
 def movie(app):
     with app.app_context():
         Content.create(
-            id=MOVIE["id"], title=MOVIE["title"], duration_seconds=MOVIE["duration_seconds"],
+            id=MOVIE["id"],
+            title=MOVIE["title"],
+            duration_seconds=MOVIE["duration_seconds"],
             qualities=",".join(MOVIE["qualities"]),
         )
     return MOVIE
@@ -193,7 +196,9 @@ def titles(app):
         with app.app_context():
             for content_id in ids:
                 Content.create(
-                    id=content_id, title=content_id, duration_seconds=MOVIE["duration_seconds"],
+                    id=content_id,
+                    title=content_id,
+                    duration_seconds=MOVIE["duration_seconds"],
                     qualities=",".join(MOVIE["qualities"]),
                 )
         made.extend(ids)

@@ -1,7 +1,8 @@
 """Whether a start or a resume may make a download live: held titles, idempotency keys, the cap."""
+
 from downloads_app.downloads import ledger, lifecycle
-from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
 from downloads_app.downloads.models import Download
+from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
 
 
 def existing_download(user_id, content_id, quality, idempotency_key):
@@ -25,7 +26,9 @@ def existing_download(user_id, content_id, quality, idempotency_key):
 def _held(user_id, content_id, quality):
     """The user's downloads of this title and quality that hold quota (live or completed)."""
     return Download.select().where(
-        Download.user_id == user_id, Download.content == content_id, Download.quality == quality,
+        Download.user_id == user_id,
+        Download.content == content_id,
+        Download.quality == quality,
         Download.status.in_(lifecycle.RESERVING),
     )
 

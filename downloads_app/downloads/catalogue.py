@@ -1,8 +1,8 @@
 """The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
+
 from peewee import IntegrityError, prefetch
 
-from downloads_app.infra import origins
-from downloads_app.infra.database import database
+from downloads_app.downloads.models import Content, ContentSource, Download
 from downloads_app.downloads.refusals import (
     ContentExists,
     ContentInUse,
@@ -10,7 +10,8 @@ from downloads_app.downloads.refusals import (
     OriginUnusable,
     QualityNotOffered,
 )
-from downloads_app.downloads.models import Content, ContentSource, Download
+from downloads_app.infra import origins
+from downloads_app.infra.database import database
 
 # DOWNLOAD_TRANSPORT: the schemes DOWNLOAD_ORIGIN_URL must have for it.
 TRANSPORT_SCHEMES = {"simulated": (), "http": ("http://", "https://"), "s3": ("s3://",)}
@@ -40,9 +41,7 @@ def get_content(content_id):
 
 def _check_offered(content, quality):
     if quality not in content.quality_list:
-        raise QualityNotOffered(
-            f"{content.title!r} is offered in {', '.join(content.quality_list)}, not {quality!r}."
-        )
+        raise QualityNotOffered(f"{content.title!r} is offered in {', '.join(content.quality_list)}, not {quality!r}.")
 
 
 def file_of(settings, content, quality):
@@ -69,8 +68,10 @@ def transport_problem(settings):
         return f"DOWNLOAD_TRANSPORT={transport!r}; expected one of {', '.join(TRANSPORT_SCHEMES)}"
     schemes = TRANSPORT_SCHEMES[transport]
     if schemes and not base.startswith(schemes):
-        return (f"DOWNLOAD_TRANSPORT={transport!r} needs DOWNLOAD_ORIGIN_URL starting with "
-                f"{' or '.join(schemes)}, not {base!r}")
+        return (
+            f"DOWNLOAD_TRANSPORT={transport!r} needs DOWNLOAD_ORIGIN_URL starting with "
+            f"{' or '.join(schemes)}, not {base!r}"
+        )
     return None
 
 
@@ -97,7 +98,8 @@ def set_source(settings, content_id, quality, location, size_bytes=None, sha256=
     if size_bytes is None:
         try:
             facts = origins.describe(
-                location, connect_timeout=settings.download_connect_timeout_seconds,
+                location,
+                connect_timeout=settings.download_connect_timeout_seconds,
                 read_timeout=settings.download_read_timeout_seconds,
             )
         except origins.OriginError as exc:
@@ -106,16 +108,19 @@ def set_source(settings, content_id, quality, location, size_bytes=None, sha256=
     fields = {"location": location, "size_bytes": size_bytes, "sha256": sha256, "content_type": content_type}
     with database.atomic():
         ContentSource.insert(content=content.id, quality=quality, **fields).on_conflict(
-            conflict_target=[ContentSource.content, ContentSource.quality], update=fields,
+            conflict_target=[ContentSource.content, ContentSource.quality],
+            update=fields,
         ).execute()
     return ContentSource.get(ContentSource.content == content.id, ContentSource.quality == quality)
 
 
 def delete_source(content_id, quality):
     """Forget where a quality's file lives (downloads of it are simulated or use DOWNLOAD_ORIGIN_URL)."""
-    deleted = ContentSource.delete().where(
-        ContentSource.content == get_content(content_id).id, ContentSource.quality == quality
-    ).execute()
+    deleted = (
+        ContentSource.delete()
+        .where(ContentSource.content == get_content(content_id).id, ContentSource.quality == quality)
+        .execute()
+    )
     if not deleted:
         raise ContentNotFound(f"No source for {content_id!r} at {quality!r}.")
 
@@ -124,16 +129,16 @@ def _check_qualities(settings, qualities):
     offered = offered_qualities(settings)
     unknown = sorted(set(qualities) - set(offered))
     if unknown:
-        raise QualityNotOffered(
-            f"Unknown qualities {unknown}; the service offers {offered}."
-        )
+        raise QualityNotOffered(f"Unknown qualities {unknown}; the service offers {offered}.")
     return ",".join(q for q in offered if q in qualities)
 
 
 def create_content(settings, id, title, duration_seconds, qualities):
     try:
         return Content.create(
-            id=id, title=title, duration_seconds=duration_seconds,
+            id=id,
+            title=title,
+            duration_seconds=duration_seconds,
             qualities=_check_qualities(settings, qualities),
         )
     except IntegrityError as exc:
@@ -154,8 +159,6 @@ def delete_content(content_id):
     with database.atomic():
         content = get_content(content_id)
         if Download.select().where(Download.content == content).exists():
-            raise ContentInUse(
-                f"{content.title!r} still has downloads; it can be removed once they are deleted."
-            )
+            raise ContentInUse(f"{content.title!r} still has downloads; it can be removed once they are deleted.")
         ContentSource.delete().where(ContentSource.content == content.id).execute()
         content.delete_instance()

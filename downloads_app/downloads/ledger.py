@@ -3,6 +3,7 @@
 Called inside the transaction of the download change that moves the bytes, so the ledger
 always equals the sum of the user's reserving downloads.
 """
+
 from peewee import fn
 
 from downloads_app.downloads.models import StorageLedger

@@ -1,4 +1,5 @@
 """The download state machine: states, which transitions are legal, and who holds quota."""
+
 PENDING = "pending"
 DOWNLOADING = "downloading"
 PAUSED = "paused"

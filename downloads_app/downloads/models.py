@@ -1,6 +1,7 @@
 """Peewee models: the catalogue, downloads and each user's storage ledger."""
+
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from peewee import (
     BigIntegerField,
@@ -17,7 +18,7 @@ from downloads_app.infra.database import database
 
 def utcnow():
     """Naive UTC time, as stored in every DateTimeField."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_id():

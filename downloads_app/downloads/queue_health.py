@@ -1,10 +1,11 @@
 """What operators look at: the queue in Redis, the live workers, and downloads by state."""
+
 from peewee import fn
 
 from downloads_app.downloads import lifecycle
-from downloads_app.infra import worker_registry
 from downloads_app.downloads.models import Download, utcnow
 from downloads_app.downloads.recovery import stalled
+from downloads_app.infra import worker_registry
 
 LISTED = 100  # at most this many stalled or dead-lettered downloads are listed
 
@@ -19,9 +20,7 @@ def snapshot(rt):
     by_status = dict.fromkeys(lifecycle.STATUSES, 0)
     for status, count in Download.select(Download.status, fn.COUNT(Download.id)).group_by(Download.status).tuples():
         by_status[status] = count
-    oldest_pending = (
-        Download.select(fn.MIN(Download.created_at)).where(Download.status == lifecycle.PENDING).scalar()
-    )
+    oldest_pending = Download.select(fn.MIN(Download.created_at)).where(Download.status == lifecycle.PENDING).scalar()
     stalled_query = Download.select().where(stalled(rt.settings))
     now = utcnow()
     return {

@@ -1,4 +1,5 @@
 """Recovery: stalled and orphaned downloads queued again, poison ones failed, an operator's requeue."""
+
 import logging
 from datetime import timedelta
 
@@ -35,8 +36,13 @@ def recover_stalled(rt):
     silent = (stalled(rt.settings),)
     with database.atomic():
         failed = apply_all(
-            rt, "fail", *silent, Download.attempts >= max_attempts, claim_token=None,
-            last_error=STALLED_ERROR, error=f"Gave up after {max_attempts} attempts: {STALLED_ERROR}",
+            rt,
+            "fail",
+            *silent,
+            Download.attempts >= max_attempts,
+            claim_token=None,
+            last_error=STALLED_ERROR,
+            error=f"Gave up after {max_attempts} attempts: {STALLED_ERROR}",
         )
         requeued = apply_all(
             rt, "requeue", *silent, Download.attempts < max_attempts, claim_token=None, last_error=STALLED_ERROR
@@ -73,8 +79,12 @@ def sweep(rt):
             log.warning("[Reconciler] Redis unavailable; %s stays pending", download_id)
             break
     if requeued or failed or orphans:
-        log.info("[Reconciler] stalled requeued: %s; failed after max attempts: %s; orphans queued: %s",
-                 requeued, failed, orphans)
+        log.info(
+            "[Reconciler] stalled requeued: %s; failed after max attempts: %s; orphans queued: %s",
+            requeued,
+            failed,
+            orphans,
+        )
     return {"requeued": requeued, "failed": failed, "orphans": orphans}
 
 
@@ -101,7 +111,8 @@ def requeue(rt, download_id):
         if not moved:
             raise InvalidTransition(
                 f"Cannot requeue a download that is {download.status}"
-                + (" and still reporting" if download.status == lifecycle.DOWNLOADING else "") + ".",
+                + (" and still reporting" if download.status == lifecycle.DOWNLOADING else "")
+                + ".",
                 status=download.status,
             )
         rt.queue.enqueue_transfer(download_id)

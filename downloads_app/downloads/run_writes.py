@@ -3,6 +3,7 @@
 Every write after the claim is conditioned on the run's claim token, so a run that lost
 its download (paused, cancelled, deleted, taken over by the reconciler) writes nothing.
 """
+
 import logging
 
 from peewee import fn
@@ -18,13 +19,18 @@ log = logging.getLogger("downloads_app.service")
 
 def claim(rt, download_id):
     """pending → downloading for one worker run; None if the download is not pending."""
-    return published(rt, "status", apply(
-        rt, "claim",
-        Download.id == download_id,
-        attempts=Download.attempts + 1,
-        claim_token=new_id(),
-        started_at=fn.COALESCE(Download.started_at, utcnow()),
-    ))
+    return published(
+        rt,
+        "status",
+        apply(
+            rt,
+            "claim",
+            Download.id == download_id,
+            attempts=Download.attempts + 1,
+            claim_token=new_id(),
+            started_at=fn.COALESCE(Download.started_at, utcnow()),
+        ),
+    )
 
 
 def owned_by(download):
@@ -62,9 +68,11 @@ def record_progress(rt, download, downloaded_bytes):
 def record_bytes_on_disk(rt, download, downloaded_bytes):
     """Set the bytes of a claimed transfer to what is on disk, even fewer (a file started over)."""
     progress = _percent(downloaded_bytes, download.file_size_bytes)
-    written = Download.update(downloaded_bytes=downloaded_bytes, progress=progress, updated_at=utcnow()).where(
-        *owned_by(download), Download.status == lifecycle.DOWNLOADING
-    ).execute()
+    written = (
+        Download.update(downloaded_bytes=downloaded_bytes, progress=progress, updated_at=utcnow())
+        .where(*owned_by(download), Download.status == lifecycle.DOWNLOADING)
+        .execute()
+    )
     if written:
         download.downloaded_bytes, download.progress = downloaded_bytes, progress
         rt.events.publish("progress", [download])
@@ -75,29 +83,41 @@ def resize(rt, download, file_size_bytes):
     """The origin's file has another size than recorded: record it, reserving or releasing
     the difference (QuotaExceeded if it no longer fits)."""
     with database.atomic():
-        written = Download.update(file_size_bytes=file_size_bytes, updated_at=utcnow()).where(
-            *owned_by(download), Download.status == lifecycle.DOWNLOADING
-        ).execute()
+        written = (
+            Download.update(file_size_bytes=file_size_bytes, updated_at=utcnow())
+            .where(*owned_by(download), Download.status == lifecycle.DOWNLOADING)
+            .execute()
+        )
         if written:
             ledger.settle(rt, {download.user_id: file_size_bytes - download.file_size_bytes})
     if written:
-        log.info("Download %s is %d bytes at its origin, not %d", download.id, file_size_bytes,
-                 download.file_size_bytes, extra=context(download))
+        log.info(
+            "Download %s is %d bytes at its origin, not %d",
+            download.id,
+            file_size_bytes,
+            download.file_size_bytes,
+            extra=context(download),
+        )
         download.file_size_bytes = file_size_bytes
     return bool(written)
 
 
 def complete(rt, download):
     """downloading → completed for the current claim; None if the download moved on."""
-    return published(rt, "status", apply(
-        rt, "complete",
-        *owned_by(download),
-        downloaded_bytes=download.file_size_bytes,
-        progress=100,
-        completed_at=utcnow(),
-        claim_token=None,
-        sha256=download.sha256,
-    ))
+    return published(
+        rt,
+        "status",
+        apply(
+            rt,
+            "complete",
+            *owned_by(download),
+            downloaded_bytes=download.file_size_bytes,
+            progress=100,
+            completed_at=utcnow(),
+            claim_token=None,
+            sha256=download.sha256,
+        ),
+    )
 
 
 def record_failure(rt, download, error, permanent=False):
@@ -109,9 +129,18 @@ def record_failure(rt, download, error, permanent=False):
     """
     if permanent or download.attempts >= rt.settings.download_max_attempts:
         reason = "Failed" if permanent else f"Gave up after {download.attempts} attempts"
-        return published(rt, "status", apply(
-            rt, "fail", *owned_by(download), claim_token=None, last_error=error, error=f"{reason}: {error}",
-        ))
+        return published(
+            rt,
+            "status",
+            apply(
+                rt,
+                "fail",
+                *owned_by(download),
+                claim_token=None,
+                last_error=error,
+                error=f"{reason}: {error}",
+            ),
+        )
     return published(rt, "status", apply(rt, "requeue", *owned_by(download), claim_token=None, last_error=error))
 
 

@@ -1,4 +1,5 @@
 """What a domain call needs from its process: the settings and the adapters built from them."""
+
 from dataclasses import dataclass
 
 from downloads_app.config import Settings

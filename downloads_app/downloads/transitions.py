@@ -5,6 +5,7 @@ the same transaction as the storage-ledger change, so racing requests and worker
 neither lose nor resurrect a download, and the ledger always equals the sum of the
 reserving downloads.
 """
+
 import logging
 from collections import defaultdict
 

@@ -1,4 +1,5 @@
 """What a signed-in user asks of their downloads: start, list, pause, resume, cancel, retry, delete."""
+
 import logging
 import math
 
@@ -114,8 +115,14 @@ def start_download(rt, user_id, content_id, quality, idempotency_key=None):
         # leave a pending download that no worker will ever see.
         delete_where(rt, Download.id == download.id)
         raise
-    log.info("Download %s started: %s at %s, %d bytes", download.id, content_id, quality, size,
-             extra=context(download, job_id))
+    log.info(
+        "Download %s started: %s at %s, %d bytes",
+        download.id,
+        content_id,
+        quality,
+        size,
+        extra=context(download, job_id),
+    )
     rt.events.publish("status", [download])
     return download, True
 
@@ -123,8 +130,9 @@ def start_download(rt, user_id, content_id, quality, idempotency_key=None):
 def stored_file(rt, download):
     """(path, content type) of a completed download's file; NoStoredFile if there is none."""
     if download.status != lifecycle.COMPLETED:
-        raise NoStoredFile(f"The download is {download.status}: its file is served once it is completed.",
-                           status=download.status)
+        raise NoStoredFile(
+            f"The download is {download.status}: its file is served once it is completed.", status=download.status
+        )
     path = rt.files.of(download).final_path
     if download.sha256 is None or not path.exists():
         raise NoStoredFile("This download was simulated: it has no stored file.", status=download.status)

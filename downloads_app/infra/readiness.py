@@ -1,4 +1,5 @@
 """Readiness checks: the database answers and is migrated, Redis answers."""
+
 from downloads_app.infra import schema_migrations
 from downloads_app.infra.database import database
 

@@ -1,4 +1,5 @@
 """Versioned schema migrations (peewee-migrate) kept in the top-level `migrations/` folder (MIGRATIONS_DIR)."""
+
 import logging
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Files of downloads under STORAGE_DIR: the growing `.part`, its origin version, the finished file."""
+
 import fcntl
 import hashlib
 import os
@@ -133,7 +134,7 @@ class PartFile:
     def write(self, chunk):
         view = memoryview(chunk)
         while view:  # an unbuffered write may take fewer bytes than offered
-            view = view[self.file.write(view):]
+            view = view[self.file.write(view) :]
         self.sha256.update(chunk)
         self.size += len(chunk)
 

@@ -1,4 +1,5 @@
 """The registry of live worker processes: each beats into Redis, operators read it."""
+
 import json
 import os
 import socket

@@ -1,4 +1,5 @@
 """Bandwidth limits of transfers: one download's, and all of a worker process's together."""
+
 import threading
 import time
 

@@ -2,6 +2,7 @@
 
 It knows its download only through the Run handle and its files; it imports no domain module.
 """
+
 import logging
 
 from downloads_app.infra import origins
@@ -33,7 +34,9 @@ def fetch(handle, source, settings):
     offset = files.stored_bytes()
     files.check_free_space(max(handle.file_size_bytes - offset, 0))
     with origins.open_range(
-        source.location, offset, files.part_version(),
+        source.location,
+        offset,
+        files.part_version(),
         connect_timeout=settings.download_connect_timeout_seconds,
         read_timeout=settings.download_read_timeout_seconds,
         chunk_size=_chunk_size(settings),

@@ -1,4 +1,5 @@
 """The Run handle: the one way a byte mover (the copier, the simulation) reports to its download."""
+
 import time
 
 from downloads_app.downloads import run_writes

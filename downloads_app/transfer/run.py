@@ -1,4 +1,5 @@
 """One run of a download's transfer: claim it, move the bytes through a Run handle, record the outcome."""
+
 import logging
 import threading
 import time
@@ -40,8 +41,7 @@ def _hand_back(rt, download, job_log):
         return
     try:
         rt.queue.enqueue_transfer(download.id)
-        job_log.info("[Download Worker] Requeued %s at shutdown, from byte %d", download.id,
-                     download.downloaded_bytes)
+        job_log.info("[Download Worker] Requeued %s at shutdown, from byte %d", download.id, download.downloaded_bytes)
     except QueueUnavailable:
         job_log.warning("[Download Worker] %s left pending at shutdown; the reconciler will queue it", download.id)
 
@@ -52,19 +52,24 @@ def run(rt, download_id, job_id=None):
     plain.info("[Download Worker] Processing download job: %s", download_id)
     download = run_writes.claim(rt, download_id)
     if download is None:
-        plain.info("[Download Worker] Skipped %s: not pending (already taken, paused, "
-                   "cancelled or deleted)", download_id)
+        plain.info(
+            "[Download Worker] Skipped %s: not pending (already taken, paused, cancelled or deleted)", download_id
+        )
         return
     job_log = logging.LoggerAdapter(log, context(download, job_id))
-    job_log.info("[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
-                 download.id, download.attempts, download.downloaded_bytes, download.file_size_bytes)
+    job_log.info(
+        "[Download Worker] Download %s started (attempt %d, from byte %d of %d)",
+        download.id,
+        download.attempts,
+        download.downloaded_bytes,
+        download.file_size_bytes,
+    )
     started, first_byte = time.monotonic(), download.downloaded_bytes
     try:
         finished = _move_bytes(rt, download, RunHandle(rt, download, worker_stopping))
     except Exception as exc:
         _measure(started, "failed")
-        outcome = run_writes.record_failure(rt, download, f"{type(exc).__name__}: {exc}",
-                                            permanent=_is_permanent(exc))
+        outcome = run_writes.record_failure(rt, download, f"{type(exc).__name__}: {exc}", permanent=_is_permanent(exc))
         status = outcome.status if outcome else "moved on"
         job_log.warning("[Download Worker] Job failed: %s (%s): %s", download.id, status, exc)
         if outcome is not None and outcome.status == lifecycle.PENDING:
@@ -72,8 +77,11 @@ def run(rt, download_id, job_id=None):
         return
     if finished and run_writes.complete(rt, download) is not None:
         _measure(started, "completed")
-        job_log.info("[Download Worker] Job completed: %s (%d bytes this run)", download.id,
-                     download.file_size_bytes - first_byte)
+        job_log.info(
+            "[Download Worker] Job completed: %s (%d bytes this run)",
+            download.id,
+            download.file_size_bytes - first_byte,
+        )
     elif worker_stopping.is_set():
         _measure(started, "handed_back")
         _hand_back(rt, download, job_log)

@@ -1,4 +1,5 @@
 """The simulated transfer (DOWNLOAD_TRANSPORT=simulated): ten equal steps, no bytes moved."""
+
 import time
 
 from downloads_app.transfer.handle import HEARTBEAT_SECONDS
@@ -28,7 +29,7 @@ def simulate(handle, seconds):
     done = handle.downloaded_bytes
     first_step = done * SIMULATED_STEPS // size + 1 if size else SIMULATED_STEPS
     for step in range(first_step, SIMULATED_STEPS + 1):
-        if not _wait(step_seconds, lambda: handle.report(done)):
+        if not _wait(step_seconds, lambda done=done: handle.report(done)):  # a heartbeat: same bytes
             return False
         done = size * step // SIMULATED_STEPS
         if not handle.report(done):

@@ -1,4 +1,5 @@
 """Bearer-token authentication: HS256 JWTs whose `sub` is the user id and `role` may be admin."""
+
 import time
 from dataclasses import dataclass
 from functools import wraps

@@ -1,16 +1,17 @@
 """Flask CLI commands: `db upgrade`, `demo seed`, `auth token`, `downloads reconcile`, `queue stats|requeue`."""
+
 import json
 
 import click
 from flask.cli import AppGroup
 
 from downloads_app.downloads import catalogue, queue_health, recovery
+from downloads_app.downloads.models import Content
 from downloads_app.downloads.refusals import Refusal
 from downloads_app.infra import schema_migrations
+from downloads_app.web.auth import issue_token
 from downloads_app.web.current import current_runtime
 from downloads_app.web.schemas import QueueHealthSchema
-from downloads_app.web.auth import issue_token
-from downloads_app.downloads.models import Content
 
 db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demo data.")

@@ -1,4 +1,5 @@
 """The runtime of the app serving the current request or command (settings and adapters)."""
+
 from flask import current_app
 
 

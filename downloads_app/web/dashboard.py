@@ -1,4 +1,5 @@
 """The web dashboard at `/` and its admin page at `/admin`: static files served from the package."""
+
 from flask import Blueprint
 
 blp = Blueprint("dashboard", __name__, static_folder="static/dashboard", static_url_path="/dashboard")

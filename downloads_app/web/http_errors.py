@@ -1,4 +1,5 @@
 """Every error as JSON `{success: false, message, errors?}` with its status code: the one table of statuses."""
+
 import json
 import logging
 

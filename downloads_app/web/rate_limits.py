@@ -1,4 +1,5 @@
 """Per-user rate limits (flask-limiter, counted in Redis so they hold across processes and hosts)."""
+
 import math
 import time
 
@@ -29,9 +30,7 @@ limiter = Limiter(
 )
 
 # Starts of downloads (RATELIMIT_START), each user on their own; starts count as writes too.
-limit_starts = limiter.limit(
-    lambda: current_app.config["RATELIMIT_START"], scope="start", override_defaults=False
-)
+limit_starts = limiter.limit(lambda: current_app.config["RATELIMIT_START"], scope="start", override_defaults=False)
 # Every write of a user, all routes together (RATELIMIT_WRITES); reads are not limited.
 limit_writes = limiter.shared_limit(
     lambda: current_app.config["RATELIMIT_WRITES"], scope="writes", methods=WRITE_METHODS
@@ -41,14 +40,16 @@ limit_writes = limiter.shared_limit(
 def init_app(app, blueprints):
     """Count in RATELIMIT_STORAGE_URI (default: REDIS_URL); every write of `blueprints` is limited."""
     app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URI"] or app.config["REDIS_URL"]
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
-        "socket_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
-        "socket_connect_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
-    })
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS",
+        {
+            "socket_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+            "socket_connect_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        },
+    )
     for blp in blueprints:
         limit_writes(blp)
     limiter.init_app(app)
-
 
 
 def retry_after_seconds():

@@ -1,4 +1,5 @@
 """Metrics of HTTP requests (count and latency per route) and the `/metrics` exposition."""
+
 import time
 
 from flask import Response, g, request

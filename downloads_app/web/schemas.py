@@ -1,13 +1,14 @@
 """Marshmallow schemas of every request and response body, by role."""
-from datetime import timezone
+
+from datetime import UTC
 
 import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate
 
 from downloads_app.downloads.catalogue import sizes
-from downloads_app.web.current import current_runtime
 from downloads_app.downloads.lifecycle import STATUSES
+from downloads_app.web.current import current_runtime
 
 MAX_PAGE_SIZE = 100
 CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
@@ -31,7 +32,7 @@ class UtcDateTime(fields.DateTime):
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return super()._serialize(value, attr, obj, **kwargs)
 
 
@@ -82,7 +83,8 @@ class StrictSchema(ma.Schema):
 
 class StartDownloadSchema(StrictSchema):
     content_id = fields.String(
-        required=True, validate=CONTENT_ID_FORMAT,
+        required=True,
+        validate=CONTENT_ID_FORMAT,
         metadata={"description": "A title's `id` from GET /api/contents", "example": DEMO_CONTENT_ID},
     )
     quality = Quality(required=True, metadata={"description": "One of the title's `qualities`"})
@@ -165,11 +167,15 @@ class SetSourceSchema(StrictSchema):
     )
     size_bytes = ByteCount(
         validate=validate.Range(min=1),
-        metadata={"description": "Asked of the origin when left out", "pattern": "^[1-9][0-9]*$",
-                  "example": "248308500"},
+        metadata={
+            "description": "Asked of the origin when left out",
+            "pattern": "^[1-9][0-9]*$",
+            "example": "248308500",
+        },
     )
     sha256 = fields.String(
-        allow_none=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
+        allow_none=True,
+        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
         metadata={"description": "Checked after every transfer when given", "example": None},
     )
     content_type = fields.String(
@@ -198,11 +204,13 @@ class DownloadSchema(ma.Schema):
         required=True, allow_none=True, metadata={"description": "Why the download failed (only when failed)"}
     )
     sha256 = fields.String(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata={"description": "SHA-256 (hex) of the stored file, once completed by a real transfer"},
     )
     last_error = fields.String(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata={"description": "Error of the latest failed attempt, even if a retry then succeeded"},
     )
     created_at = UtcDateTime(required=True)

@@ -1,4 +1,5 @@
 """Security headers on every response (flask-talisman) and CORS for the API, off unless configured."""
+
 from flask_cors import CORS
 from flask_talisman import Talisman
 

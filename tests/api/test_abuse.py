@@ -1,13 +1,14 @@
 """Abuse: oversized bodies, rate limits, the active-download cap, idempotent starts, headers, CORS."""
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.databases import migrated_sqlite_url
-from support.environment import REDIS_URL, TEST_JWT_SECRET
 from downloads_app import create_app
 from downloads_app.downloads.models import Download, StorageLedger
+from support.databases import migrated_sqlite_url
+from support.environment import REDIS_URL, TEST_JWT_SECRET
 
 
 def start(client, auth, content_id="movie", quality="720p", user="alice", key=None):
@@ -69,16 +70,23 @@ def test_every_write_counts_against_one_budget_and_reads_are_free(app, client, a
 
 def test_requests_without_a_valid_token_are_limited_by_address(app, client, movie, configure):
     configure(RATELIMIT_WRITES="2 per minute")
-    statuses = [client.post("/api/downloads/cleanup", headers={"Authorization": "Bearer forged"}).status_code
-                for _ in range(3)]
+    statuses = [
+        client.post("/api/downloads/cleanup", headers={"Authorization": "Bearer forged"}).status_code for _ in range(3)
+    ]
     assert statuses == [401, 401, 429]
 
 
 def test_limits_can_be_switched_off(tmp_path, auth):
-    app = create_app({
-        "TESTING": True, "DATABASE_URL": migrated_sqlite_url(tmp_path), "REDIS_URL": REDIS_URL,
-        "JWT_SECRET": TEST_JWT_SECRET, "RATELIMIT_ENABLED": False, "RATELIMIT_WRITES": "1 per minute",
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": migrated_sqlite_url(tmp_path),
+            "REDIS_URL": REDIS_URL,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "RATELIMIT_ENABLED": False,
+            "RATELIMIT_WRITES": "1 per minute",
+        }
+    )
     client = app.test_client()
     assert [client.post("/api/downloads/cleanup", headers=auth()).status_code for _ in range(3)] == [200] * 3
 
@@ -218,22 +226,35 @@ def test_api_answers_are_nosniff_and_cors_is_off_by_default(client, auth):
     response = client.get("/api/storage", headers={**auth(), "Origin": "https://evil.example"})
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Access-Control-Allow-Origin" not in response.headers
-    preflight = client.options("/api/downloads/start", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-    })
+    preflight = client.options(
+        "/api/downloads/start",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
 def test_cors_allows_only_the_configured_origins(tmp_path, auth):
-    app = create_app({
-        "TESTING": True, "DATABASE_URL": migrated_sqlite_url(tmp_path), "REDIS_URL": REDIS_URL,
-        "JWT_SECRET": TEST_JWT_SECRET, "CORS_ORIGINS": ["https://app.example"],
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": migrated_sqlite_url(tmp_path),
+            "REDIS_URL": REDIS_URL,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "CORS_ORIGINS": ["https://app.example"],
+        }
+    )
     client = app.test_client()
-    preflight = client.options("/api/downloads/start", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key",
-    })
+    preflight = client.options(
+        "/api/downloads/start",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key",
+        },
+    )
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
     allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
     assert "authorization" in allowed and "idempotency-key" in allowed

@@ -1,4 +1,5 @@
 """Bearer tokens: what is accepted, what is refused, and the CLI that issues them."""
+
 import base64
 import json
 import time
@@ -6,8 +7,8 @@ import time
 import jwt
 import pytest
 
-from support.environment import TEST_JWT_SECRET
 from downloads_app import create_app
+from support.environment import TEST_JWT_SECRET
 
 
 def _b64(data):

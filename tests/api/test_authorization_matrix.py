@@ -5,6 +5,7 @@ a user's token on admin routes, and the owner's (or an admin's) token. A refused
 leaves the owner's download as it was, and no body names the owner or their download or
 carries a stack trace.
 """
+
 import base64
 import hashlib
 import json
@@ -14,8 +15,8 @@ import jwt
 import pytest
 
 from downloads_app.downloads import catalogue, user_actions
-from downloads_app.web.auth import issue_token
 from downloads_app.downloads.models import Content, Download
+from downloads_app.web.auth import issue_token
 
 OWNER, OTHER = "alice", "bob"
 
@@ -40,14 +41,24 @@ ROUTES = {
     ("GET", "/api/downloads/events"): Route("/api/downloads/events", 200),
     ("GET", "/api/downloads/<download_id:download_id>"): Route("/api/downloads/{id}", 200, per_download=True),
     ("DELETE", "/api/downloads/<download_id:download_id>"): Route("/api/downloads/{id}", 200, per_download=True),
-    ("DELETE", "/api/downloads/<download_id:download_id>/delete"): Route("/api/downloads/{id}/delete", 200, per_download=True),
-    ("GET", "/api/downloads/<download_id:download_id>/progress"): Route("/api/downloads/{id}/progress", 200, per_download=True),
-    ("GET", "/api/downloads/<download_id:download_id>/events"): Route("/api/downloads/{id}/events", 200, per_download=True),
-    ("POST", "/api/downloads/<download_id:download_id>/pause"): Route("/api/downloads/{id}/pause", 200, per_download=True),
+    ("DELETE", "/api/downloads/<download_id:download_id>/delete"): Route(
+        "/api/downloads/{id}/delete", 200, per_download=True
+    ),
+    ("GET", "/api/downloads/<download_id:download_id>/progress"): Route(
+        "/api/downloads/{id}/progress", 200, per_download=True
+    ),
+    ("GET", "/api/downloads/<download_id:download_id>/events"): Route(
+        "/api/downloads/{id}/events", 200, per_download=True
+    ),
+    ("POST", "/api/downloads/<download_id:download_id>/pause"): Route(
+        "/api/downloads/{id}/pause", 200, per_download=True
+    ),
     ("POST", "/api/downloads/<download_id:download_id>/resume"): Route(
         "/api/downloads/{id}/resume", 200, state="paused", per_download=True
     ),
-    ("POST", "/api/downloads/<download_id:download_id>/cancel"): Route("/api/downloads/{id}/cancel", 200, per_download=True),
+    ("POST", "/api/downloads/<download_id:download_id>/cancel"): Route(
+        "/api/downloads/{id}/cancel", 200, per_download=True
+    ),
     ("POST", "/api/downloads/<download_id:download_id>/retry"): Route(
         "/api/downloads/{id}/retry", 200, state="cancelled", per_download=True
     ),
@@ -59,7 +70,9 @@ ROUTES = {
     ("GET", "/api/contents"): Route("/api/contents", 200),
     ("GET", "/api/contents/<content_id:content_id>"): Route("/api/contents/{content}", 200),
     ("POST", "/api/contents"): Route(
-        "/api/contents", 201, admin=True,
+        "/api/contents",
+        201,
+        admin=True,
         body={"id": "new-title", "title": "New", "duration_seconds": 60, "qualities": ["480p"]},
     ),
     ("PATCH", "/api/contents/<content_id:content_id>"): Route(
@@ -67,7 +80,9 @@ ROUTES = {
     ),
     ("DELETE", "/api/contents/<content_id:content_id>"): Route("/api/contents/spare", 200, admin=True),
     ("PUT", "/api/contents/<content_id:content_id>/sources/<quality:quality>"): Route(
-        "/api/contents/{content}/sources/480p", 200, admin=True,
+        "/api/contents/{content}/sources/480p",
+        200,
+        admin=True,
         body={"location": "https://origin.example/movie/480p.mp4", "size_bytes": "1000"},
     ),
     ("DELETE", "/api/contents/<content_id:content_id>/sources/<quality:quality>"): Route(
@@ -98,6 +113,7 @@ PUBLIC = {
 
 def _alg_none_token(user_id):
     """An unsigned token (`alg: none`) claiming to be `user_id`."""
+
     def encode(part):
         return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
@@ -110,7 +126,8 @@ def credentials(app):
         return {
             "none": None,
             "expired": f"Bearer {issue_token(OWNER, admin=True, ttl_seconds=-60)}",
-            "bad signature": "Bearer " + jwt.encode(
+            "bad signature": "Bearer "
+            + jwt.encode(
                 {"sub": OWNER, "exp": 4102444800, "role": "admin"}, "another-secret-" + "y" * 60, algorithm="HS256"
             ),
             "alg none": f"Bearer {_alg_none_token(OWNER)}",
@@ -140,7 +157,9 @@ def owned(app, movie):
     def make(state):
         with app.app_context():
             Content.create(id="spare", title="Spare", duration_seconds=60, qualities="480p")
-            catalogue.set_source(app.extensions["runtime"].settings, "spare", "480p", "https://origin.example/spare.mp4", size_bytes=1000)
+            catalogue.set_source(
+                app.extensions["runtime"].settings, "spare", "480p", "https://origin.example/spare.mp4", size_bytes=1000
+            )
             download, _ = user_actions.start_download(app.extensions["runtime"], OWNER, "movie", "720p")
             if state == "paused":
                 user_actions.pause(app.extensions["runtime"], OWNER, download.id)
@@ -176,11 +195,7 @@ def _assert_nothing_leaked(response, download):
 
 
 def test_every_route_is_in_the_matrix(app):
-    rules = {
-        (method, rule.rule)
-        for rule in app.url_map.iter_rules()
-        for method in rule.methods - {"HEAD", "OPTIONS"}
-    }
+    rules = {(method, rule.rule) for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert rules == set(ROUTES) | set(PUBLIC)
 
 
@@ -209,4 +224,3 @@ def test_public_routes_need_no_credential(app, client, movie, method, rule):
     for header in (None, "Bearer not-a-token"):
         response = _call(client, method, PUBLIC[(method, rule)], header)
         assert response.status_code == 200, response.get_data(as_text=True)[:200]
-

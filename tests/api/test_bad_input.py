@@ -1,4 +1,5 @@
 """Malformed requests get a 4xx JSON error and change nothing that is stored."""
+
 import pytest
 
 from downloads_app.downloads.models import Download
@@ -27,7 +28,12 @@ def test_invalid_start_bodies_get_422_naming_the_field(client, auth, movie, body
 
 @pytest.mark.parametrize(
     "data, content_type",
-    [("{not json", "application/json"), ("", "application/json"), ("[1, 2]", "application/json"), ("null", "application/json")],
+    [
+        ("{not json", "application/json"),
+        ("", "application/json"),
+        ("[1, 2]", "application/json"),
+        ("null", "application/json"),
+    ],
 )
 def test_malformed_json_gets_a_json_4xx(client, auth, movie, data, content_type):
     response = client.post("/api/downloads/start", data=data, content_type=content_type, headers=auth())
@@ -47,8 +53,16 @@ def test_unknown_content_and_quality(client, auth, movie):
 
 
 @pytest.mark.parametrize(
-    "query", ["status=bogus", "page=0", "page=x", "page_size=101", "page_size=0", "page=-1",
-              "page=2128803865773478897004570476544"]
+    "query",
+    [
+        "status=bogus",
+        "page=0",
+        "page=x",
+        "page_size=101",
+        "page_size=0",
+        "page=-1",
+        "page=2128803865773478897004570476544",
+    ],
 )
 def test_invalid_list_queries_get_422(client, auth, query):
     response = client.get(f"/api/downloads?{query}", headers=auth())
@@ -71,8 +85,12 @@ def test_oversized_body_gets_413(client, auth, movie):
 
 @pytest.mark.parametrize(
     "method, path",
-    [("get", "/api/downloads/unknown-id"), ("post", "/api/downloads/unknown-id/resume"),
-     ("get", "/api/nowhere"), ("get", "/api/downloads/unknown-id/progress")],
+    [
+        ("get", "/api/downloads/unknown-id"),
+        ("post", "/api/downloads/unknown-id/resume"),
+        ("get", "/api/nowhere"),
+        ("get", "/api/downloads/unknown-id/progress"),
+    ],
 )
 def test_unknown_ids_and_paths_get_404_json(client, auth, method, path):
     response = getattr(client, method)(path, headers=auth())

@@ -6,7 +6,9 @@ def test_users_list_titles_with_qualities_and_sizes(client, auth, movie):
     assert body["success"] is True
     assert body["contents"] == [
         {
-            "id": "movie", "title": "A Movie", "duration_seconds": 1000,
+            "id": "movie",
+            "title": "A Movie",
+            "duration_seconds": 1000,
             "qualities": ["480p", "720p", "1080p"],
             "sizes": {"480p": "194500000", "720p": "416625000", "1080p": "833375000"},
         }

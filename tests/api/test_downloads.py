@@ -1,10 +1,24 @@
 """The /api/downloads routes through the Flask test client, on SQLite and PostgreSQL."""
+
 import pytest
 
 SIZE_720 = str(1000 * 3333 * 125)
 RECORD_FIELDS = {
-    "id", "user_id", "content_id", "status", "quality", "progress", "file_size_bytes",
-    "downloaded_bytes", "attempts", "error", "last_error", "sha256", "created_at", "updated_at", "started_at",
+    "id",
+    "user_id",
+    "content_id",
+    "status",
+    "quality",
+    "progress",
+    "file_size_bytes",
+    "downloaded_bytes",
+    "attempts",
+    "error",
+    "last_error",
+    "sha256",
+    "created_at",
+    "updated_at",
+    "started_at",
     "completed_at",
 }
 
@@ -40,12 +54,18 @@ def test_get_progress_and_storage(client, auth, start):
     assert response.status_code == 200 and response.json["download"]["id"] == download["id"]
     progress = client.get(f"/api/downloads/{download['id']}/progress", headers=auth()).json
     assert progress == {
-        "success": True, "id": download["id"], "status": "pending", "progress": 0,
-        "downloaded_bytes": "0", "file_size_bytes": SIZE_720,
+        "success": True,
+        "id": download["id"],
+        "status": "pending",
+        "progress": 0,
+        "downloaded_bytes": "0",
+        "file_size_bytes": SIZE_720,
     }
     storage = client.get("/api/storage", headers=auth()).json
     assert storage == {
-        "success": True, "quota_bytes": "10000000000", "used_bytes": SIZE_720,
+        "success": True,
+        "quota_bytes": "10000000000",
+        "used_bytes": SIZE_720,
         "free_bytes": str(10_000_000_000 - int(SIZE_720)),
     }
 
@@ -80,7 +100,9 @@ def test_cleanup_reports_count_and_bytes_freed(client, auth, start, titles):
     start(user="bob")
     body = client.post("/api/downloads/cleanup", headers=auth()).json
     assert body == {
-        "success": True, "message": "Deleted 3 downloads", "deleted_count": 3,
+        "success": True,
+        "message": "Deleted 3 downloads",
+        "deleted_count": 3,
         "freed_bytes": str(int(SIZE_720) + 1000 * 1556 * 125),
     }
     assert client.get("/api/downloads", headers=auth()).json["downloads"] == []
@@ -105,8 +127,10 @@ def test_quota_refusal_says_what_is_needed_and_free(app, client, auth, start, ti
 def test_another_users_download_is_not_found(client, auth, start):
     download = start()
     for method, path in [
-        ("get", "/api/downloads/{id}"), ("get", "/api/downloads/{id}/progress"),
-        ("delete", "/api/downloads/{id}"), ("post", "/api/downloads/{id}/pause"),
+        ("get", "/api/downloads/{id}"),
+        ("get", "/api/downloads/{id}/progress"),
+        ("delete", "/api/downloads/{id}"),
+        ("post", "/api/downloads/{id}/pause"),
     ]:
         response = getattr(client, method)(path.format(id=download["id"]), headers=auth("bob"))
         assert response.status_code == 404, path
@@ -123,7 +147,9 @@ def test_lifecycle_actions_and_409_with_the_current_state(client, auth, start):
     refused = client.post(f"{url}/pause", headers=auth())
     assert refused.status_code == 409
     assert refused.json == {
-        "success": False, "message": "Cannot pause a download that is paused.", "reason": "invalid_transition",
+        "success": False,
+        "message": "Cannot pause a download that is paused.",
+        "reason": "invalid_transition",
         "status": "paused",
     }
     assert client.post(f"{url}/resume", headers=auth()).json["download"]["status"] == "pending"

@@ -1,11 +1,12 @@
 """Server-Sent Events: snapshot, live events from Redis pub/sub, heartbeats, cookie auth, cleanup."""
+
 import json
 
 import pytest
 
-from support import wait_until
-from downloads_app.web.auth import STREAM_COOKIE
 from downloads_app.infra.database import database
+from downloads_app.web.auth import STREAM_COOKIE
+from support import wait_until
 
 
 def parse(chunk):
@@ -51,7 +52,9 @@ def open_stream(app, client):
 @pytest.fixture
 def start(client, auth, movie):
     def start(user="alice", quality="480p"):
-        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)).json["download"]
+        return client.post(
+            "/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)
+        ).json["download"]
 
     return start
 
@@ -65,8 +68,12 @@ def test_a_download_stream_starts_with_its_state_then_follows_changes(app, clien
     first = stream.next_event()
     assert first["event"] == "status" and first["id"].isdigit()
     assert first["data"] == {
-        "success": True, "id": download["id"], "status": "pending", "progress": 0,
-        "downloaded_bytes": "0", "file_size_bytes": download["file_size_bytes"],
+        "success": True,
+        "id": download["id"],
+        "status": "pending",
+        "progress": 0,
+        "downloaded_bytes": "0",
+        "file_size_bytes": download["file_size_bytes"],
     }
     client.post(f"/api/downloads/{download['id']}/pause", headers=auth())
     paused = stream.next_event()

@@ -5,6 +5,7 @@ serves; the test imports it and drives every operation through the generated fun
 with `raise_on_unexpected_status`, so a status the spec does not list fails, and each answer
 is parsed into the generated models (an error into `Error`).
 """
+
 import importlib
 import json
 import pkgutil
@@ -17,11 +18,11 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
-from support import wait_until
-from support.environment import REDIS_URL, TEST_JWT_SECRET
 from downloads_app import create_app
 from downloads_app.web.cli import DEMO_TITLES
 from downloads_app.web.schemas import DEMO_CONTENT_ID, DEMO_QUALITY
+from support import wait_until
+from support.environment import REDIS_URL, TEST_JWT_SECRET
 
 UNKNOWN_ID = "0" * 32
 
@@ -52,11 +53,24 @@ def generated_from(base_url, directory, package):
     config.write_text(json.dumps({"package_name_override": package, "post_hooks": []}))
     run = subprocess.run(
         [
-            sys.executable, "-m", "openapi_python_client", "generate",
-            "--url", f"{base_url}/openapi.json", "--meta", "none", "--config", str(config),
-            "--output-path", str(directory / package), "--fail-on-warning",
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--url",
+            f"{base_url}/openapi.json",
+            "--meta",
+            "none",
+            "--config",
+            str(config),
+            "--output-path",
+            str(directory / package),
+            "--fail-on-warning",
         ],
-        capture_output=True, text=True, timeout=120, cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=directory,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
@@ -76,9 +90,11 @@ def generated_once(tmp_path_factory):
         {"TESTING": True, "DATABASE_URL": "sqlite:///:memory:", "REDIS_URL": REDIS_URL, "JWT_SECRET": TEST_JWT_SECRET}
     )
     try:
-        with serving(app) as base_url:
-            with generated_from(base_url, tmp_path_factory.mktemp("client"), "spec_client") as generated:
-                yield generated
+        with (
+            serving(app) as base_url,
+            generated_from(base_url, tmp_path_factory.mktemp("client"), "spec_client") as generated,
+        ):
+            yield generated
     finally:
         app.extensions["event_hub"].close()
         app.extensions["broker"].client.close()
@@ -130,8 +146,15 @@ def test_the_generator_makes_a_function_for_every_operation_and_warns_of_nothing
 # works against `flask demo seed` as Swagger UI's "Try it out" fills it in; between the last two
 # the downloads are cleaned up, so the example title can be removed.
 EXAMPLE_RUN = (
-    "start_download", "list_downloads", "get_content", "update_content", "set_source", "delete_source",
-    "create_content", "cleanup_downloads", "delete_content",
+    "start_download",
+    "list_downloads",
+    "get_content",
+    "update_content",
+    "set_source",
+    "delete_source",
+    "create_content",
+    "cleanup_downloads",
+    "delete_content",
 )
 
 
@@ -177,7 +200,10 @@ def test_every_example_in_the_spec_works_against_the_demo_catalogue(generated_on
     for operation_id in EXAMPLE_RUN:
         url, query, extra_headers, body = filled_in(spec, *by_id[operation_id])
         response = client.open(
-            url, method=by_id[operation_id][1].upper(), query_string=query, json=body,
+            url,
+            method=by_id[operation_id][1].upper(),
+            query_string=query,
+            json=body,
             headers={**headers, **extra_headers},
         )
         assert 200 <= response.status_code < 300, (operation_id, url, query, body, response.json)
@@ -215,7 +241,8 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     # Probes and the catalogue
     assert call("check_liveness", anonymous, 200, models.Health).status == models.HealthStatus("alive")
     assert call("check_readiness", anonymous, 200, models.Health).checks.additional_properties == {
-        "database": "ok", "redis": "ok",
+        "database": "ok",
+        "redis": "ok",
     }
     contents = call("list_contents", alice, 200, models.ContentList).contents
     assert [content.id for content in contents] == ["movie"]
@@ -232,12 +259,21 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     assert created.content.sizes.additional_properties == {"720p": "24997500"}
     assert refused("create_content", admin, 409, body=new_title).message
     updated = call(
-        "update_content", admin, 200, models.ContentEnvelope, content_id="short",
+        "update_content",
+        admin,
+        200,
+        models.ContentEnvelope,
+        content_id="short",
         body=models.ContentUpdate(title="A short film"),
     )
     assert updated.content.title == "A short film"
     source = call(
-        "set_source", admin, 200, models.SourceEnvelope, content_id="short", quality="720p",
+        "set_source",
+        admin,
+        200,
+        models.SourceEnvelope,
+        content_id="short",
+        quality="720p",
         body=models.SetSource(location="https://media.example.com/short/720p.mp4", size_bytes="1000"),
     ).source
     assert (source.quality, source.size_bytes, source.sha256, source.content_type) == ("720p", "1000", None, None)
@@ -263,7 +299,9 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     assert call("get_download", alice, 200, models.DownloadEnvelope, download_id=download.id).download.id == download.id
     progress = call("get_progress", alice, 200, models.Progress, download_id=download.id)
     assert (progress.status, progress.progress, progress.file_size_bytes) == (
-        models.ProgressStatus("pending"), 0, size_720p,
+        models.ProgressStatus("pending"),
+        0,
+        size_720p,
     )
     refused("get_download", alice, 404, download_id=UNKNOWN_ID)
     refused("get_progress", alice, 404, download_id=UNKNOWN_ID)
@@ -322,14 +360,20 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     call("delete_download", alice, 200, models.Message, download_id=download.id)
     refused("get_download", alice, 404, download_id=download.id)
     other = call(
-        "start_download", alice, 202, models.DownloadEnvelope,
+        "start_download",
+        alice,
+        202,
+        models.DownloadEnvelope,
         body=models.StartDownload(content_id="movie", quality=models.StartDownloadQuality("480p")),
     ).download
     call("delete_download_legacy_path", alice, 200, models.Message, download_id=other.id)
     refused("delete_download_legacy_path", alice, 404, download_id=other.id)
     for quality in ("480p", "1080p"):
         call(
-            "start_download", alice, 202, models.DownloadEnvelope,
+            "start_download",
+            alice,
+            202,
+            models.DownloadEnvelope,
             body=models.StartDownload(content_id="movie", quality=models.StartDownloadQuality(quality)),
         )
     cleaned = call("cleanup_downloads", alice, 200, models.Cleanup)

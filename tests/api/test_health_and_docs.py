@@ -1,6 +1,7 @@
 """Readiness, the OpenAPI spec and the locally served Swagger UI."""
-from support.environment import REDIS_URL
+
 from downloads_app import create_app
+from support.environment import REDIS_URL
 
 
 def test_readyz_reports_database_and_redis(client):
@@ -10,15 +11,22 @@ def test_readyz_reports_database_and_redis(client):
 
 
 def test_readyz_is_503_when_migrations_are_missing(tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "REDIS_URL": REDIS_URL})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "REDIS_URL": REDIS_URL}
+    )
     response = app.test_client().get("/readyz")
     app.extensions["broker"].client.close()
     assert response.status_code == 503
-    assert response.json["checks"]["database"] == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources"
+    assert (
+        response.json["checks"]["database"]
+        == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources"
+    )
 
 
 def test_readyz_is_503_when_redis_is_away(database_url, unused_tcp_port):
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{unused_tcp_port}/0"})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{unused_tcp_port}/0"}
+    )
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["checks"] == {"database": "ok", "redis": "unavailable: ConnectionError"}
@@ -26,23 +34,41 @@ def test_readyz_is_503_when_redis_is_away(database_url, unused_tcp_port):
 
 def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
     spec = client.get("/openapi.json").json
-    assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
     assert spec["security"] == [{"bearerAuth": []}]
     expected = {
-        ("/api/downloads/start", "post"), ("/api/downloads", "get"), ("/api/downloads/{download_id}", "get"),
-        ("/api/downloads/{download_id}", "delete"), ("/api/downloads/{download_id}/delete", "delete"),
-        ("/api/downloads/{download_id}/progress", "get"), ("/api/downloads/cleanup", "post"),
+        ("/api/downloads/start", "post"),
+        ("/api/downloads", "get"),
+        ("/api/downloads/{download_id}", "get"),
+        ("/api/downloads/{download_id}", "delete"),
+        ("/api/downloads/{download_id}/delete", "delete"),
+        ("/api/downloads/{download_id}/progress", "get"),
+        ("/api/downloads/cleanup", "post"),
         ("/api/downloads/{download_id}/file", "get"),
         ("/api/contents/{content_id}/sources/{quality}", "put"),
         ("/api/contents/{content_id}/sources/{quality}", "delete"),
-        ("/api/downloads/{download_id}/pause", "post"), ("/api/downloads/{download_id}/resume", "post"),
-        ("/api/downloads/{download_id}/cancel", "post"), ("/api/downloads/{download_id}/retry", "post"),
-        ("/api/storage", "get"), ("/api/contents", "get"), ("/api/contents", "post"),
-        ("/api/contents/{content_id}", "get"), ("/api/contents/{content_id}", "patch"),
-        ("/api/contents/{content_id}", "delete"), ("/healthz", "get"), ("/readyz", "get"),
-        ("/api/downloads/events", "get"), ("/api/downloads/{download_id}/events", "get"),
-        ("/api/session", "post"), ("/api/session", "delete"),
-        ("/api/queue/health", "get"), ("/api/queue/downloads/{download_id}/requeue", "post"),
+        ("/api/downloads/{download_id}/pause", "post"),
+        ("/api/downloads/{download_id}/resume", "post"),
+        ("/api/downloads/{download_id}/cancel", "post"),
+        ("/api/downloads/{download_id}/retry", "post"),
+        ("/api/storage", "get"),
+        ("/api/contents", "get"),
+        ("/api/contents", "post"),
+        ("/api/contents/{content_id}", "get"),
+        ("/api/contents/{content_id}", "patch"),
+        ("/api/contents/{content_id}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/api/downloads/events", "get"),
+        ("/api/downloads/{download_id}/events", "get"),
+        ("/api/session", "post"),
+        ("/api/session", "delete"),
+        ("/api/queue/health", "get"),
+        ("/api/queue/downloads/{download_id}/requeue", "post"),
     }
     media_of = {
         ("/api/downloads/events", "get"): "text/event-stream",

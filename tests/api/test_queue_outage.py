@@ -1,11 +1,12 @@
 """When Redis is down, starts answer 503 and leave nothing behind; reads keep working."""
+
 import pytest
 
+from downloads_app import create_app
+from downloads_app.downloads.models import Download
+from downloads_app.infra.embedded_redis import start_redis_server
 from support import free_port
 from support.environment import TEST_JWT_SECRET
-from downloads_app import create_app
-from downloads_app.infra.embedded_redis import start_redis_server
-from downloads_app.downloads.models import Download
 
 
 @pytest.fixture
@@ -32,8 +33,15 @@ def own_redis(tmp_path):
 def test_start_is_503_while_redis_is_down_and_works_again_after(database_url, movie, own_redis, token):
     start, stop = own_redis
     url = start()
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": url, "JWT_SECRET": TEST_JWT_SECRET,
-                      "REDIS_TIMEOUT_SECONDS": 0.5})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": url,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "REDIS_TIMEOUT_SECONDS": 0.5,
+        }
+    )
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token('alice')}"}
     body = {"content_id": "movie", "quality": "480p"}
@@ -48,7 +56,8 @@ def test_start_is_503_while_redis_is_down_and_works_again_after(database_url, mo
     refused = client.post("/api/downloads/start", json=another, headers=headers)
     assert refused.status_code == 503
     assert refused.json == {
-        "success": False, "message": "The download queue is unavailable; try again shortly.",
+        "success": False,
+        "message": "The download queue is unavailable; try again shortly.",
         "reason": "queue_unavailable",
     }
     assert refused.headers["Retry-After"] == "5"

@@ -5,13 +5,14 @@ and every schemathesis check runs on every answer: no 5xx, only documented statu
 and headers that match the spec, invalid input refused, missing auth refused, 405 with Allow.
 Hypothesis is derandomized, so a run is repeatable: the same examples every time.
 """
+
 import os
 
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from support.environment import REDIS_URL, TEST_JWT_SECRET
 from downloads_app import create_app
+from support.environment import REDIS_URL, TEST_JWT_SECRET
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 
@@ -46,8 +47,11 @@ def test_every_operation_holds_to_its_spec(case, app, movie, token):
     # Limits high enough that fuzzing explores the operations, not the 429 answer; streams
     # end at once so that reading one completes.
     app.config.update(
-        RATELIMIT_START="10000/minute", RATELIMIT_WRITES="10000/minute", SSE_MAX_STREAM_SECONDS=0.05,
-        DOWNLOAD_CONNECT_TIMEOUT_SECONDS=0.5, DOWNLOAD_READ_TIMEOUT_SECONDS=0.5,
+        RATELIMIT_START="10000/minute",
+        RATELIMIT_WRITES="10000/minute",
+        SSE_MAX_STREAM_SECONDS=0.05,
+        DOWNLOAD_CONNECT_TIMEOUT_SECONDS=0.5,
+        DOWNLOAD_READ_TIMEOUT_SECONDS=0.5,
     )
     case.operation.schema.app = app  # checks that send more requests send them here too
     case.call_and_validate(app=app, headers={"Authorization": f"Bearer {token('fuzzer', admin=True)}"})

@@ -1,4 +1,5 @@
 """`make bench`: each figure of the service beside a baseline measured in the same run, as a ratio."""
+
 import argparse
 import datetime
 import hashlib
@@ -27,12 +28,12 @@ PY_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from downloads_app import create_app
+from downloads_app import create_app  # noqa: E402
+from downloads_app.downloads.models import Content, Download, utcnow  # noqa: E402
 from downloads_app.infra import schema_migrations  # noqa: E402
-from downloads_app.web.auth import issue_token  # noqa: E402
 from downloads_app.infra.database import database  # noqa: E402
 from downloads_app.infra.embedded_redis import start_redis_server  # noqa: E402
-from downloads_app.downloads.models import Content, Download, utcnow  # noqa: E402
+from downloads_app.web.auth import issue_token  # noqa: E402
 from support import free_port, wait_until  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(32)
@@ -64,21 +65,37 @@ class Run:
         self.database_url, self.pg_name = self._database()
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")},
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "JWT_SECRET": SECRET,
-            "STORAGE_QUOTA_BYTES": str(10**18), "GUNICORN_ACCESS_LOG": "/dev/null", "GUNICORN_LOG_LEVEL": "warning",
-            "DOWNLOAD_SIMULATED_SECONDS": "0", "PYTHONUNBUFFERED": "1", "STORAGE_DIR": str(workdir / "storage"),
-            "dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": str(workdir / "worker-metrics"),
-            "RATELIMIT_START": NO_LIMIT, "RATELIMIT_WRITES": NO_LIMIT,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "JWT_SECRET": SECRET,
+            "STORAGE_QUOTA_BYTES": str(10**18),
+            "GUNICORN_ACCESS_LOG": "/dev/null",
+            "GUNICORN_LOG_LEVEL": "warning",
+            "DOWNLOAD_SIMULATED_SECONDS": "0",
+            "PYTHONUNBUFFERED": "1",
+            "STORAGE_DIR": str(workdir / "storage"),
+            "dramatiq_prom_port": str(free_port()),
+            "dramatiq_prom_db": str(workdir / "worker-metrics"),
+            "RATELIMIT_START": NO_LIMIT,
+            "RATELIMIT_WRITES": NO_LIMIT,
         }
         self.app = create_app({"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "JWT_SECRET": SECRET})
         with self.app.app_context():
             schema_migrations.upgrade()
             Content.create(id="bench-title", title="Bench", duration_seconds=600, qualities="480p,720p")
             with database.atomic():
-                titles = [{"id": f"bench-{n}", "title": f"Bench {n}", "duration_seconds": 600,
-                           "qualities": "480p,720p", "created_at": utcnow()} for n in range(START_TITLES)]
+                titles = [
+                    {
+                        "id": f"bench-{n}",
+                        "title": f"Bench {n}",
+                        "duration_seconds": 600,
+                        "qualities": "480p,720p",
+                        "created_at": utcnow(),
+                    }
+                    for n in range(START_TITLES)
+                ]
                 for batch in range(0, START_TITLES, 1000):
-                    Content.insert_many(titles[batch:batch + 1000]).execute()
+                    Content.insert_many(titles[batch : batch + 1000]).execute()
             self.token = issue_token("bench-user", ttl_seconds=3600)
             self.lister_token = issue_token("lister", ttl_seconds=3600)
         self.processes = []
@@ -94,18 +111,22 @@ class Run:
         return urlparse(admin_url)._replace(path=f"/{name}").geturl(), (admin_url, name)
 
     def spawn(self, name, command, **env):
-        log = open(self.workdir / f"{name}.log", "wb")
-        process = subprocess.Popen(command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed once the child has it)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         process.log_path = self.workdir / f"{name}.log"
         self.processes.append(process)
         return process
 
     def gunicorn(self, workers=2, connections=1000):
         port = free_port()
-        process = self.spawn(f"api-{port}", [str(PY_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                             "--bind", f"127.0.0.1:{port}"],
-                             WEB_CONCURRENCY=str(workers), WORKER_CONNECTIONS=str(connections))
+        process = self.spawn(
+            f"api-{port}",
+            [str(PY_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+            WEB_CONCURRENCY=str(workers),
+            WORKER_CONNECTIONS=str(connections),
+        )
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30, message="gunicorn")
         return process, f"http://127.0.0.1:{port}"
 
@@ -153,7 +174,10 @@ def wrk(url, token, script="get.lua", connections=CONNECTIONS, delay_ms=0, secon
     env = {**os.environ, "BENCH_TOKEN": token, "BENCH_DELAY_MS": str(delay_ms), "BENCH_THREADS": str(WRK_THREADS)}
     out = subprocess.run(
         ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script), url],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
 
     def millis(label):
@@ -163,7 +187,8 @@ def wrk(url, token, script="get.lua", connections=CONNECTIONS, delay_ms=0, secon
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": millis("50%"), "p99_ms": millis("99%"),
+        "p50_ms": millis("50%"),
+        "p99_ms": millis("99%"),
         "errors": int(errors.group(1)) if errors else 0,
     }
 
@@ -225,8 +250,9 @@ def bench_api(run, base):
     with run.app.app_context():
         paced_token = issue_token("bench-paced", ttl_seconds=3600)
     paced = wrk(f"{base}/api/downloads/start", paced_token, script="start.lua", delay_ms=int(delay))
-    some_id = requests.get(f"{base}/api/downloads?page_size=1", headers={"Authorization": f"Bearer {run.token}"},
-                           timeout=5).json()["downloads"][0]["id"]
+    some_id = requests.get(
+        f"{base}/api/downloads?page_size=1", headers={"Authorization": f"Bearer {run.token}"}, timeout=5
+    ).json()["downloads"][0]["id"]
     progress = wrk(f"{base}/api/downloads/{some_id}/progress", run.token)
     return noop, start, paced, progress
 
@@ -248,7 +274,9 @@ def bench_worker(run):
 
     def enqueue_noops():
         for n in range(WORKER_JOBS):
-            broker.enqueue(dramatiq.Message(queue_name="bench-noop", actor_name="noop", args=(str(n),), kwargs={}, options={}))
+            broker.enqueue(
+                dramatiq.Message(queue_name="bench-noop", actor_name="noop", args=(str(n),), kwargs={}, options={})
+            )
 
     noop_seconds = drain_seconds(run, enqueue_noops, lambda: client.hlen("dramatiq:bench-noop.msgs") == 0)
     run.stop(noop_worker)
@@ -257,8 +285,13 @@ def bench_worker(run):
         Download.delete().execute()
         ids = []
         for _ in range(WORKER_JOBS):
-            download = Download.create(user_id="worker-bench", content="bench-title", quality="480p",
-                                       status="pending", file_size_bytes=10_000_000)
+            download = Download.create(
+                user_id="worker-bench",
+                content="bench-title",
+                quality="480p",
+                status="pending",
+                file_size_bytes=10_000_000,
+            )
             ids.append(download.id)
     transfer_worker = run.worker()
 
@@ -284,16 +317,19 @@ def bench_pickup(run, base):
     samples = []
     for n in range(PICKUP_SAMPLES):
         time.sleep(random.uniform(0.3, 1.0))  # let the worker go idle between downloads
-        answer = requests.post(f"{base}/api/downloads/start", json={"content_id": f"bench-{n}", "quality": "480p"},
-                               headers=headers, timeout=5)
+        answer = requests.post(
+            f"{base}/api/downloads/start",
+            json={"content_id": f"bench-{n}", "quality": "480p"},
+            headers=headers,
+            timeout=5,
+        )
         returned = time.time()
         samples.append((answer.json()["download"]["id"], returned))
     wait_until(lambda: all(_status(run, i) == "completed" for i, _ in samples), 60, message="pick-ups")
     with run.app.app_context(), database.connection_context():
         started = {d.id: d.started_at for d in Download.select().where(Download.id.in_([i for i, _ in samples]))}
-    from datetime import timezone
 
-    delays = sorted(max(started[i].replace(tzinfo=timezone.utc).timestamp() - t, 0) * 1000 for i, t in samples)
+    delays = sorted(max(started[i].replace(tzinfo=datetime.UTC).timestamp() - t, 0) * 1000 for i, t in samples)
     return delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1 if len(delays) >= 100 else -1]
 
 
@@ -312,11 +348,19 @@ def rss_mb(pid):
 def bench_sse(run):
     api, base = run.gunicorn(workers=1, connections=SSE_STREAMS + 100)
     worker_pid = int(subprocess.run(["pgrep", "-P", str(api.pid)], capture_output=True, text=True).stdout.split()[0])
-    download_id = requests.post(f"{base}/api/downloads/start", json={"content_id": "bench-title", "quality": "480p"},
-                                headers={"Authorization": f"Bearer {run.token}"}, timeout=5).json()["download"]["id"]
+    download_id = requests.post(
+        f"{base}/api/downloads/start",
+        json={"content_id": "bench-title", "quality": "480p"},
+        headers={"Authorization": f"Bearer {run.token}"},
+        timeout=5,
+    ).json()["download"]["id"]
     before = rss_mb(worker_pid)
-    client = subprocess.Popen([sys.executable, str(HERE / "sse_client.py"), str(SSE_STREAMS), base.rsplit(":", 1)[1],
-                               run.token, download_id], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [sys.executable, str(HERE / "sse_client.py"), str(SSE_STREAMS), base.rsplit(":", 1)[1], run.token, download_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     connected = json.loads(client.stdout.readline())
     held = rss_mb(worker_pid)
     client.stdin.write("go\n")
@@ -324,8 +368,13 @@ def bench_sse(run):
     delivered = json.loads(client.stdout.readline())
     client.wait(timeout=30)
     run.stop(api)
-    return {"streams": connected["streams"], "received": delivered["received"],
-            "slowest_s": delivered["slowest_seconds"], "rss_before_mb": before, "rss_held_mb": held}
+    return {
+        "streams": connected["streams"],
+        "received": delivered["received"],
+        "slowest_s": delivered["slowest_seconds"],
+        "rss_before_mb": before,
+        "rss_held_mb": held,
+    }
 
 
 def nginx_origin():
@@ -341,7 +390,9 @@ def curl_seconds(url, output):
     """curl's own time_total for the whole file from `url` into `output`."""
     seconds, size = subprocess.run(
         ["curl", "-sS", "--fail", "-o", str(output), "-w", "%{time_total} %{size_download}", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     if int(float(size)) != TRANSFER_BYTES:
         raise SystemExit(f"bench: curl fetched {size} bytes, not {TRANSFER_BYTES}")
@@ -379,18 +430,23 @@ def bench_transfer(run, base):
             to_disk.append(curl_seconds(url, copy))
             copy.unlink()
             to_null.append(curl_seconds(url, "/dev/null"))
-        saved = requests.put(f"{base}/api/contents/bench-file/sources/720p", headers=admin, timeout=30,
-                             json={"location": url, "sha256": digest.hexdigest()})
+        saved = requests.put(
+            f"{base}/api/contents/bench-file/sources/720p",
+            headers=admin,
+            timeout=30,
+            json={"location": url, "sha256": digest.hexdigest()},
+        )
         if saved.status_code != 200:
             raise SystemExit(f"bench: the source was refused: {saved.text}")
         service = []
         for _ in range(TRANSFER_RUNS):
             began = time.monotonic()
-            started = user.post(f"{base}/api/downloads/start", json={"content_id": "bench-file", "quality": "720p"},
-                                timeout=10)
+            started = user.post(
+                f"{base}/api/downloads/start", json={"content_id": "bench-file", "quality": "720p"}, timeout=10
+            )
             download_id = started.json()["download"]["id"]
 
-            def completed():
+            def completed(download_id=download_id):
                 status = user.get(f"{base}/api/downloads/{download_id}/progress", timeout=10).json()["status"]
                 if status == "failed":
                     failed = user.get(f"{base}/api/downloads/{download_id}", timeout=10).text
@@ -405,9 +461,16 @@ def bench_transfer(run, base):
             user.delete(f"{base}/api/downloads/{download_id}", timeout=10).raise_for_status()
     (media / "movie.mp4").unlink()
     rate = lambda seconds: TRANSFER_BYTES / seconds / MB  # noqa: E731
-    return {"bytes": TRANSFER_BYTES, "runs": TRANSFER_RUNS, "service_mb_s": rate(median(service)),
-            "curl_disk_mb_s": rate(median(to_disk)), "curl_null_mb_s": rate(median(to_null)),
-            "service_s": service, "curl_disk_s": to_disk, "curl_null_s": to_null}
+    return {
+        "bytes": TRANSFER_BYTES,
+        "runs": TRANSFER_RUNS,
+        "service_mb_s": rate(median(service)),
+        "curl_disk_mb_s": rate(median(to_disk)),
+        "curl_null_mb_s": rate(median(to_null)),
+        "service_s": service,
+        "curl_disk_s": to_disk,
+        "curl_null_s": to_null,
+    }
 
 
 @contextmanager
@@ -450,10 +513,19 @@ def measure(backend):
         print(f"[{backend}] SSE", flush=True)
         sse = bench_sse(run)
     return {
-        "backend": backend, "noop": noop, "start": start, "paced": paced, "progress": progress,
-        "noop_actor_per_s": noop_rate, "downloads_per_s": transfer_rate,
-        "pickup_p50_ms": pickup_p50, "pickup_p99_ms": pickup_p99,
-        "list_1k": small, "list_1m": large, "sse": sse, "transfer": transfer,
+        "backend": backend,
+        "noop": noop,
+        "start": start,
+        "paced": paced,
+        "progress": progress,
+        "noop_actor_per_s": noop_rate,
+        "downloads_per_s": transfer_rate,
+        "pickup_p50_ms": pickup_p50,
+        "pickup_p99_ms": pickup_p99,
+        "list_1k": small,
+        "list_1m": large,
+        "sse": sse,
+        "transfer": transfer,
     }
 
 
@@ -461,22 +533,62 @@ def table(r):
     ratio = lambda a, b: f"{a / b:.2f}" if b else "n/a"  # noqa: E731
     sse = r["sse"]
     rows = [
-        ("`POST /api/downloads/start` req/s (50 conn.)", f"{r['start']['rps']:.0f} (p99 {r['start']['p99_ms']:.0f} ms)", f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
-         ratio(r["start"]["rps"], r["noop"]["rps"]), "≥ 0.5"),
-        ("`POST /start` p99 at half the peak rate", f"{r['paced']['p99_ms']:.1f} ms at {r['paced']['rps']:.0f} req/s", "—", "—", "≤ 50 ms"),
-        ("`GET /api/downloads/{id}/progress` req/s", f"{r['progress']['rps']:.0f}", f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
-         ratio(r["progress"]["rps"], r["noop"]["rps"]), "≥ 0.7"),
-        ("downloads completed/s (`DOWNLOAD_SIMULATED_SECONDS=0`, 1 process × 2 threads)", f"{r['downloads_per_s']:.0f}",
-         f"{r['noop_actor_per_s']:.0f} (no-op actor msgs/s)", ratio(r["downloads_per_s"], r["noop_actor_per_s"]), "≥ 0.6"),
-        ("`POST /start` returned → `downloading`, idle worker", f"p50 {r['pickup_p50_ms']:.0f} ms, p99 {r['pickup_p99_ms']:.0f} ms", "—", "—",
-         "p50 ≤ 100 ms, p99 ≤ 300 ms"),
-        ("`GET /api/downloads?status=completed` page 1, p99 (4 conn.)",
-         f"{r['list_1m']['p99_ms']:.1f} ms at {r['list_1m']['rps']:.0f} req/s (1,000,000 rows)",
-         f"{r['list_1k']['p99_ms']:.1f} ms at {r['list_1k']['rps']:.0f} req/s (1,000 rows)", ratio(r["list_1m"]["p99_ms"], r["list_1k"]["p99_ms"]), "≤ 1.5"),
-        ("SSE streams on one gevent worker, one event to all", f"{sse['received']}/{sse['streams']} within {sse['slowest_s']} s",
-         "—", "—", "≥ 5,000 within 1 s"),
-        ("… that worker's memory", f"{sse['rss_held_mb']:.0f} MB RSS holding them", f"{sse['rss_before_mb']:.0f} MB idle",
-         ratio(sse["rss_held_mb"], sse["rss_before_mb"]), "reported"),
+        (
+            "`POST /api/downloads/start` req/s (50 conn.)",
+            f"{r['start']['rps']:.0f} (p99 {r['start']['p99_ms']:.0f} ms)",
+            f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
+            ratio(r["start"]["rps"], r["noop"]["rps"]),
+            "≥ 0.5",
+        ),
+        (
+            "`POST /start` p99 at half the peak rate",
+            f"{r['paced']['p99_ms']:.1f} ms at {r['paced']['rps']:.0f} req/s",
+            "—",
+            "—",
+            "≤ 50 ms",
+        ),
+        (
+            "`GET /api/downloads/{id}/progress` req/s",
+            f"{r['progress']['rps']:.0f}",
+            f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
+            ratio(r["progress"]["rps"], r["noop"]["rps"]),
+            "≥ 0.7",
+        ),
+        (
+            "downloads completed/s (`DOWNLOAD_SIMULATED_SECONDS=0`, 1 process × 2 threads)",
+            f"{r['downloads_per_s']:.0f}",
+            f"{r['noop_actor_per_s']:.0f} (no-op actor msgs/s)",
+            ratio(r["downloads_per_s"], r["noop_actor_per_s"]),
+            "≥ 0.6",
+        ),
+        (
+            "`POST /start` returned → `downloading`, idle worker",
+            f"p50 {r['pickup_p50_ms']:.0f} ms, p99 {r['pickup_p99_ms']:.0f} ms",
+            "—",
+            "—",
+            "p50 ≤ 100 ms, p99 ≤ 300 ms",
+        ),
+        (
+            "`GET /api/downloads?status=completed` page 1, p99 (4 conn.)",
+            f"{r['list_1m']['p99_ms']:.1f} ms at {r['list_1m']['rps']:.0f} req/s (1,000,000 rows)",
+            f"{r['list_1k']['p99_ms']:.1f} ms at {r['list_1k']['rps']:.0f} req/s (1,000 rows)",
+            ratio(r["list_1m"]["p99_ms"], r["list_1k"]["p99_ms"]),
+            "≤ 1.5",
+        ),
+        (
+            "SSE streams on one gevent worker, one event to all",
+            f"{sse['received']}/{sse['streams']} within {sse['slowest_s']} s",
+            "—",
+            "—",
+            "≥ 5,000 within 1 s",
+        ),
+        (
+            "… that worker's memory",
+            f"{sse['rss_held_mb']:.0f} MB RSS holding them",
+            f"{sse['rss_before_mb']:.0f} MB idle",
+            ratio(sse["rss_held_mb"], sse["rss_before_mb"]),
+            "reported",
+        ),
     ]
     errors = sum(r[k]["errors"] for k in ("noop", "start", "paced", "progress", "list_1k", "list_1m"))
     lines = ["| figure | measured | baseline, same run | ratio | target |", "|---|---|---|---|---|"]
@@ -488,14 +600,25 @@ def table(r):
 def transfer_table(r):
     t = r["transfer"]
     size = f"{t['bytes'] / MB:.0f} MB"
-    service = (f"{t['service_mb_s']:.0f} MB/s ({size} in {median(t['service_s']):.2f} s; "
-               f"runs {min(t['service_s']):.2f}–{max(t['service_s']):.2f} s)")
+    service = (
+        f"{t['service_mb_s']:.0f} MB/s ({size} in {median(t['service_s']):.2f} s; "
+        f"runs {min(t['service_s']):.2f}–{max(t['service_s']):.2f} s)"
+    )
     rows = [
-        (f"real transfer from a local nginx, `POST /start` → `completed` on `/progress`, median of {t['runs']}",
-         service, f"{t['curl_disk_mb_s']:.0f} MB/s (`curl -o` a file on the disk of `STORAGE_DIR`)",
-         f"{t['service_mb_s'] / t['curl_disk_mb_s']:.2f}", "reported"),
-        ("… the same", service, f"{t['curl_null_mb_s']:.0f} MB/s (`curl -o /dev/null`)",
-         f"{t['service_mb_s'] / t['curl_null_mb_s']:.2f}", "reported"),
+        (
+            f"real transfer from a local nginx, `POST /start` → `completed` on `/progress`, median of {t['runs']}",
+            service,
+            f"{t['curl_disk_mb_s']:.0f} MB/s (`curl -o` a file on the disk of `STORAGE_DIR`)",
+            f"{t['service_mb_s'] / t['curl_disk_mb_s']:.2f}",
+            "reported",
+        ),
+        (
+            "… the same",
+            service,
+            f"{t['curl_null_mb_s']:.0f} MB/s (`curl -o /dev/null`)",
+            f"{t['service_mb_s'] / t['curl_null_mb_s']:.2f}",
+            "reported",
+        ),
     ]
     lines = ["| figure | measured | baseline, same run | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
@@ -521,29 +644,54 @@ def write_block(path, name, text):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
-    versions = subprocess.run([sys.executable, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
+    versions = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format=json"], capture_output=True, text=True
+    ).stdout
     wanted = {"gunicorn", "gevent", "dramatiq", "peewee", "flask", "flask-smorest", "redis", "psycopg2-binary"}
     packages = ", ".join(f"{p['name']} {p['version']}" for p in json.loads(versions) if p["name"].lower() in wanted)
-    redis_version = subprocess.run(["redis-cli", "--version"], capture_output=True, text=True).stdout.strip() if shutil.which("redis-cli") else "embedded"
-    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip() if shutil.which("psql") else "n/a"
-    return (f"{os.cpu_count()} × {cpu}, {memory / 1024 / 1024:.0f} GiB RAM, {platform.platform()}, "
-            f"Python {platform.python_version()}; {packages}; {redis_version}; {pg}; wrk 4.1.0")
+    redis_version = (
+        subprocess.run(["redis-cli", "--version"], capture_output=True, text=True).stdout.strip()
+        if shutil.which("redis-cli")
+        else "embedded"
+    )
+    pg = (
+        subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+        if shutil.which("psql")
+        else "n/a"
+    )
+    return (
+        f"{os.cpu_count()} × {cpu}, {memory / 1024 / 1024:.0f} GiB RAM, {platform.platform()}, "
+        f"Python {platform.python_version()}; {packages}; {redis_version}; {pg}; wrk 4.1.0"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="repeatable; default both")
     parser.add_argument("--write", type=Path, help="write the results to this Markdown file")
-    parser.add_argument("--only", choices=["transfer"], help="measure only this part (it has its own table and markers)")
+    parser.add_argument(
+        "--only", choices=["transfer"], help="measure only this part (it has its own table and markers)"
+    )
     args = parser.parse_args()
     backends = args.db or ["postgres", "sqlite"]
     results = [(measure_transfer if args.only == "transfer" else measure)(backend) for backend in backends]
     command = "python tests/bench/bench.py --only transfer" if args.only else "make bench"
-    transfer = [f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
-                f"{transfer_versions()}; 1 MB = 10^6 bytes.", ""]
+    transfer = [
+        f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
+        f"{transfer_versions()}; 1 MB = 10^6 bytes.",
+        "",
+    ]
     for result in results:
         transfer += [f"### {result['backend']}", "", transfer_table(result), ""]
     blocks = {"bench-transfer": "\n".join(transfer)}

@@ -1,4 +1,5 @@
 """Baseline for the worker benchmark: a no-op actor on the same broker and worker settings."""
+
 import dramatiq
 
 from downloads_app import create_app

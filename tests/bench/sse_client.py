@@ -1,4 +1,5 @@
 """Opens N event streams on one gevent client, then reports how fast one event reached all of them."""
+
 import gevent.monkey
 
 gevent.monkey.patch_all()
@@ -17,8 +18,10 @@ def main(streams, port, token, download_id):
 
     def stream():
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(f"GET /api/downloads/{download_id}/events HTTP/1.1\r\nHost: bench\r\n"
-                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /api/downloads/{download_id}/events HTTP/1.1\r\nHost: bench\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
         buffer, opened = b"", False
         while True:
             chunk = sock.recv(65536)
@@ -40,13 +43,24 @@ def main(streams, port, token, download_id):
     print(json.dumps({"phase": "connected", "streams": len(connected)}), flush=True)
     sys.stdin.readline()  # the harness reads the server's memory, then says go
     sent = time.monotonic()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/downloads/{download_id}/pause", method="POST",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/downloads/{download_id}/pause",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     urllib.request.urlopen(request).read()
     while len(received) < len(connected) and time.monotonic() - sent < 10:
         gevent.sleep(0.005)
-    print(json.dumps({"phase": "delivered", "received": len(received),
-                      "slowest_seconds": round(max(received) - sent, 3) if received else None}), flush=True)
+    print(
+        json.dumps(
+            {
+                "phase": "delivered",
+                "received": len(received),
+                "slowest_seconds": round(max(received) - sent, 3) if received else None,
+            }
+        ),
+        flush=True,
+    )
     gevent.killall(greenlets, block=False)
 
 

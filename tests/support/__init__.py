@@ -1,4 +1,5 @@
 """Helpers shared by the tests, the test servers and the benchmarks (no side effects on import)."""
+
 import socket
 import time
 from contextlib import closing

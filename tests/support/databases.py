@@ -1,4 +1,5 @@
 """Throwaway PostgreSQL databases and migrated SQLite files for the tests."""
+
 import secrets
 from contextlib import closing
 from urllib.parse import urlparse

@@ -1,4 +1,5 @@
 """What every test shares: the token secret, Redis and PostgreSQL addresses, and what CI requires."""
+
 import os
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 60

@@ -3,6 +3,7 @@
 Range and If-Range work as in nginx (the ETag comes from mtime and size). After MAX_BYTES
 of a body it closes the connection or, with --stall, keeps it open and sends nothing more.
 """
+
 import argparse
 import os
 import re

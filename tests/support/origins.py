@@ -1,4 +1,5 @@
 """Real origins for the transfer tests, each a process of its own: nginx, a flaky HTTP server, moto's S3."""
+
 import importlib.util
 import os
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
@@ -106,16 +108,22 @@ class FlakyOrigin(OriginProcess):
         super().__init__()
         self.url = f"http://127.0.0.1:{self.port}/{Path(path).name}"
         self.command = [
-            sys.executable, str(Path(__file__).with_name("flaky_origin.py")),
-            str(path), str(self.port), str(max_bytes), *(["--stall"] if stall else []),
+            sys.executable,
+            str(Path(__file__).with_name("flaky_origin.py")),
+            str(path),
+            str(self.port),
+            str(max_bytes),
+            *(["--stall"] if stall else []),
         ]
 
 
 class MotoS3(OriginProcess):
     """moto's S3 server; `put(bucket, key, data)` stores an object and gives its s3:// location."""
 
-    CREDENTIALS = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    CREDENTIALS: ClassVar[dict[str, str]] = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
 
     def __init__(self):

@@ -1,4 +1,5 @@
 """Real processes for the tests: the API and worker as in production, and servers to stop and restart."""
+
 import glob
 import os
 import shutil
@@ -11,9 +12,9 @@ from pathlib import Path
 import redis
 import requests
 
+from downloads_app.infra.embedded_redis import start_redis_server
 from support import free_port, wait_until
 from support.environment import TEST_JWT_SECRET
-from downloads_app.infra.embedded_redis import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,8 @@ class Service:
         with redis.Redis.from_url(self.env["REDIS_URL"]) as client:
             client.flushdb()
         self.api = self._spawn(
-            "api", [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
+            "api",
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"],
         )
         try:
             self.start_worker()
@@ -155,7 +157,9 @@ class OwnPostgres:
 
     def start(self):
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        self._run(
+            postgres_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+        )
         return self
 
     def stop(self):

@@ -1,4 +1,5 @@
 """The dashboard and Swagger UI in a real headless Chromium, against gunicorn and a real worker."""
+
 import hashlib
 import os
 import shutil
@@ -8,11 +9,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from downloads_app.downloads import run_writes, user_actions
+from downloads_app.downloads.models import Download, utcnow
 from support import wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import PROCESS_REDIS_URL
-from downloads_app.downloads import run_writes, user_actions
-from downloads_app.downloads.models import Download, utcnow
 from support.origins import NGINX, Nginx, require
 from support.processes import ROOT, Service
 
@@ -35,8 +36,15 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -51,9 +59,15 @@ def database_url(tmp_path):
 @pytest.fixture
 def service(database_url, movie, tmp_path):
     # No reconciler pass during a test: the admin page, not the worker, requeues stalled downloads.
-    service = Service(database_url, PROCESS_REDIS_URL, tmp_path, DOWNLOAD_SIMULATED_SECONDS=4,
-                      STORAGE_QUOTA_BYTES=QUOTA, DOWNLOAD_RECONCILE_SECONDS=3600,
-                      STORAGE_DIR=tmp_path / "storage").start()
+    service = Service(
+        database_url,
+        PROCESS_REDIS_URL,
+        tmp_path,
+        DOWNLOAD_SIMULATED_SECONDS=4,
+        STORAGE_QUOTA_BYTES=QUOTA,
+        DOWNLOAD_RECONCILE_SECONDS=3600,
+        STORAGE_DIR=tmp_path / "storage",
+    ).start()
     yield service
     service.stop()
 
@@ -65,7 +79,9 @@ def page(browser):
     page = context.new_page()
     page.set_default_timeout(15_000)
     blocked = []
-    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None)
+    page.on(
+        "console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None
+    )
     yield page
     context.close()
     assert blocked == []
@@ -100,7 +116,8 @@ def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page,
         source.addEventListener('progress', (e) => window.latencies.push(Date.now() - Number(e.lastEventId)));
     }""")
     page.wait_for_function(
-        "() => { const m = document.querySelector('.download .meter'); const v = Number(m.getAttribute('aria-valuenow')); return v >= 20 && v < 100; }"
+        "() => { const m = document.querySelector('.download .meter');"
+        " const v = Number(m.getAttribute('aria-valuenow')); return v >= 20 && v < 100; }"
     )
     assert card.locator(".speed").inner_text().endswith("/s")
     assert "left" in card.locator(".eta").inner_text()
@@ -134,7 +151,9 @@ def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page,
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=True)
     card.locator("button[data-action=delete]").click()
-    page.wait_for_function("() => Number(document.getElementById('quota-bar').parentElement.getAttribute('aria-valuenow')) === 0")
+    page.wait_for_function(
+        "() => Number(document.getElementById('quota-bar').parentElement.getAttribute('aria-valuenow')) === 0"
+    )
     assert page.locator(".download").count() == 0
     assert page.is_visible("#empty")
 
@@ -159,9 +178,17 @@ def test_swagger_ui_authorizes_and_starts_a_download(service, page, token):
 def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, page, token, app):
     user = {"Authorization": f"Bearer {token('alice')}"}
     api = f"{service.base}/api"
-    done = requests.post(f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=user, timeout=5).json()["download"]
-    wait_until(lambda: requests.get(f"{api}/downloads/{done['id']}", headers=user, timeout=5).json()["download"]["status"] == "completed",
-               timeout=20, interval=0.1)
+    done = requests.post(
+        f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=user, timeout=5
+    ).json()["download"]
+    wait_until(
+        lambda: (
+            requests.get(f"{api}/downloads/{done['id']}", headers=user, timeout=5).json()["download"]["status"]
+            == "completed"
+        ),
+        timeout=20,
+        interval=0.1,
+    )
     with app.app_context():  # a download whose worker died a minute ago
         stalled, _ = user_actions.start_download(app.extensions["runtime"], "bob", "movie", "480p")
         run_writes.claim(app.extensions["runtime"], stalled.id)
@@ -176,8 +203,9 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
     assert page.inner_text("#stalled-count") == "1" and page.inner_text("#workers-alive") == "1"
     assert "alive" in page.inner_text("#workers")
     page.locator(f"#attention li[data-id='{stalled.id}'] button").click()
-    page.wait_for_function("() => document.querySelector('[data-status=completed] strong').textContent === '2'",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-status=completed] strong').textContent === '2'", timeout=20_000
+    )
     assert page.inner_text("#stalled-count") == "0" and page.is_visible("#calm")
     page.screenshot(path=str(SCREENSHOTS / "admin.png"), full_page=True)
 
@@ -191,7 +219,8 @@ def test_a_real_transfer_is_saved_from_the_dashboard(service, page, token, tmp_p
         saved = requests.put(
             f"{service.base}/api/contents/movie/sources/480p",
             json={"location": f"{origin.url}/movie.mp4", "sha256": hashlib.sha256(content).hexdigest()},
-            headers={"Authorization": f"Bearer {token('root', admin=True)}"}, timeout=10,
+            headers={"Authorization": f"Bearer {token('root', admin=True)}"},
+            timeout=10,
         )
         assert saved.status_code == 200, saved.text
         page.goto(f"{service.base}/")

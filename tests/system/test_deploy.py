@@ -1,4 +1,5 @@
 """Deployment files: what can be checked without a Docker engine or systemd."""
+
 import os
 import re
 import shlex
@@ -14,6 +15,7 @@ import yaml
 
 from support import free_port, wait_until
 from support.environment import PROCESS_REDIS_URL, TEST_JWT_SECRET
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
@@ -50,7 +52,9 @@ def test_compose_file_defines_the_services_with_health_checks_and_a_migration_st
 
 
 def test_dockerfile_copies_what_exists_and_runs_as_a_non_root_user():
-    lines = [line.split() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
+    lines = [
+        line.split() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")
+    ]
     copies = [words[1:-1] for words in lines if words[0] == "COPY" and not words[1].startswith("--from")]
     for sources in copies:
         for source in sources:
@@ -78,8 +82,11 @@ def unit_env(database_url, tmp_path):
     port = free_port()
     return port, {
         **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")},
-        "DATABASE_URL": database_url, "REDIS_URL": PROCESS_REDIS_URL, "JWT_SECRET": TEST_JWT_SECRET,
-        "BIND": f"127.0.0.1:{port}", "dramatiq_prom_db": str(tmp_path / "metrics"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": PROCESS_REDIS_URL,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "BIND": f"127.0.0.1:{port}",
+        "dramatiq_prom_db": str(tmp_path / "metrics"),
         "dramatiq_prom_port": str(free_port()),
     }
 
@@ -89,8 +96,12 @@ def run_until_ready(command, env, ready, tmp_path, name):
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: ready() or (process.poll() is not None and pytest.fail(log.read_text())),
-                   timeout=30, interval=0.1, message=name)
+        wait_until(
+            lambda: ready() or (process.poll() is not None and pytest.fail(log.read_text())),
+            timeout=30,
+            interval=0.1,
+            message=name,
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()
@@ -114,8 +125,9 @@ def test_systemd_worker_unit_boots_and_stops(unit_env, tmp_path):
     _, env = unit_env
     command = unit_commands("downloads-worker.service")["ExecStart"]
     assert command[1:] == ["actors", "--processes", "1", "--threads", "2"]
-    run_until_ready(command, env, lambda: "Worker process is ready" in (tmp_path / "worker.log").read_text(),
-                    tmp_path, "worker")
+    run_until_ready(
+        command, env, lambda: "Worker process is ready" in (tmp_path / "worker.log").read_text(), tmp_path, "worker"
+    )
 
 
 def test_procfile_programs_exist_and_release_migrates(tmp_path):
@@ -123,6 +135,10 @@ def test_procfile_programs_exist_and_release_migrates(tmp_path):
     assert set(processes) == {"release", "web", "worker"}
     for command in processes.values():
         assert program_exists(shlex.split(command)), command
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'release.sqlite3'}", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'release.sqlite3'}",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     result = subprocess.run(shlex.split(processes["release"]), cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "001_initial" in result.stderr

@@ -1,4 +1,5 @@
 """`make run` on a machine without Redis: the devserver migrates, seeds, starts everything, says where to look."""
+
 import os
 import shutil
 import signal
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import free_port, wait_until
 from downloads_app import DEV_SECRET_WARNED
 from downloads_app.infra.embedded_redis import redis_answers
+from support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -33,11 +34,16 @@ def test_devserver_starts_embedded_redis_api_and_worker_and_stops_them_on_ctrl_c
     log_path = tmp_path / "devserver.log"
     with open(log_path, "wb") as log:
         devserver = subprocess.Popen(
-            [sys.executable, "-m", "downloads_app.devserver"], cwd=ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "downloads_app.devserver"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def announced():
             assert devserver.poll() is None, log_path.read_text()
             return "Ctrl-C stops everything." in log_path.read_text()
@@ -59,7 +65,12 @@ def test_devserver_starts_embedded_redis_api_and_worker_and_stops_them_on_ctrl_c
         ).json()["download"]
 
         def completed():
-            return requests.get(f"{base}/api/downloads/{download['id']}", headers=headers, timeout=5).json()["download"]["status"] == "completed"
+            return (
+                requests.get(f"{base}/api/downloads/{download['id']}", headers=headers, timeout=5).json()["download"][
+                    "status"
+                ]
+                == "completed"
+            )
 
         wait_until(completed, timeout=15, interval=0.05, message="the download to complete")
     finally:

@@ -1,4 +1,5 @@
 """End to end: gunicorn and `dramatiq actors` as processes, spoken to over HTTP."""
+
 import time
 
 import pytest
@@ -48,7 +49,9 @@ def test_start_watch_complete_list_delete_cleanup_over_http(service, token):
     assert progresses == sorted(progresses) and len({p for p in progresses if 0 < p < 100}) >= 3
     assert timeline[-1][3] == download["file_size_bytes"]
 
-    second = http.post(f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, timeout=5).json()["download"]
+    second = http.post(f"{api}/downloads/start", json={"content_id": "movie", "quality": "480p"}, timeout=5).json()[
+        "download"
+    ]
     http.post(f"{api}/downloads/{second['id']}/pause", timeout=5)
     completed = http.get(f"{api}/downloads", params={"status": "completed"}, timeout=5).json()
     assert [d["id"] for d in completed["downloads"]] == [download["id"]]

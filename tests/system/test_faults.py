@@ -1,17 +1,18 @@
 """Crashes and outages with real processes: a killed or stopped worker, Redis and PostgreSQL restarts."""
+
 import time
 
 import pytest
 import redis
 import requests
 
+from downloads_app import create_app
+from downloads_app.downloads.models import Content
+from downloads_app.infra import schema_migrations
+from downloads_app.infra.database import database
+from downloads_app.web.auth import issue_token
 from support import wait_until
 from support.environment import PROCESS_REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET
-from downloads_app import create_app
-from downloads_app.infra import schema_migrations
-from downloads_app.web.auth import issue_token
-from downloads_app.infra.database import database
-from downloads_app.downloads.models import Content
 from support.processes import OwnPostgres, OwnRedis, Service, postgres_bin
 
 pytestmark = pytest.mark.faults
@@ -35,7 +36,9 @@ class Client:
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     def start(self, quality="480p", content_id="movie"):
-        response = self.http.post(f"{self.api}/downloads/start", json={"content_id": content_id, "quality": quality}, timeout=10)
+        response = self.http.post(
+            f"{self.api}/downloads/start", json={"content_id": content_id, "quality": quality}, timeout=10
+        )
         assert response.status_code == 202, response.text
         return response.json()["download"]["id"]
 
@@ -91,8 +94,10 @@ def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(
         resumed_from = int(new_worker.split(f"Download {download_id} started (attempt 2, from byte ")[1].split(" ")[0])
         assert resumed_from >= nbytes > 0
         assert final[download_id]["attempts"] == 2
-    print(f"\nSIGKILL with {len(at_kill)} transfers running and {len(ids) - len(at_kill)} queued: "
-          f"all {len(ids)} completed once, {recovery_seconds:.1f}s from kill to the last completion")
+    print(
+        f"\nSIGKILL with {len(at_kill)} transfers running and {len(ids) - len(at_kill)} queued: "
+        f"all {len(ids)} completed once, {recovery_seconds:.1f}s from kill to the last completion"
+    )
     assert recovery_seconds < STALL_SECONDS + 4 + 8  # stall detection, then at most one 4 s transfer
 
 
@@ -101,7 +106,9 @@ def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(ser
     ids = [client.start(content_id=content_id) for content_id in titles(2)]
     wait_until(
         lambda: all(d["status"] == "downloading" and d["progress"] >= 20 for d in client.downloads().values()),
-        timeout=15, interval=0.05, message="both transfers under way",
+        timeout=15,
+        interval=0.05,
+        message="both transfers under way",
     )
     service.terminate_worker()
     assert service.worker.wait(timeout=15) == 0
@@ -112,21 +119,27 @@ def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(ser
     service.start_worker()
     client.wait_all(ids, "completed", timeout=15)
     for download_id in ids:
-        assert f"Download {download_id} started (attempt 2, from byte {stopped[download_id]['downloaded_bytes']} " \
+        assert (
+            f"Download {download_id} started (attempt 2, from byte {stopped[download_id]['downloaded_bytes']} "
             in service.log("worker-2")
+        )
 
 
 def test_redis_restart_that_lost_every_message_loses_no_accepted_download(database_url, movie, titles, token, tmp_path):
     own_redis = OwnRedis(tmp_path / "redis").start()
     service = None
     try:  # a service that fails to start must not leak the Redis started for it
-        service = Service(database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
+        service = Service(
+            database_url, own_redis.url, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}
+        ).start()
         client = Client(service, token("alice"))
         *started, refused_title, later_title = titles(6)
         ids = [client.start(content_id=content_id) for content_id in started]
         wait_until(lambda: any(d["progress"] >= 20 for d in client.downloads().values()), timeout=15, interval=0.05)
         own_redis.stop()
-        refused = client.http.post(f"{client.api}/downloads/start", json={"content_id": refused_title, "quality": "480p"}, timeout=10)
+        refused = client.http.post(
+            f"{client.api}/downloads/start", json={"content_id": refused_title, "quality": "480p"}, timeout=10
+        )
         assert refused.status_code == 503 and refused.json()["success"] is False
         assert set(client.downloads()) == set(ids)  # reads still served from the database
         own_redis.start()  # empty: no persistence
@@ -153,7 +166,14 @@ def own_postgres():
 
 @pytest.mark.postgres
 def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own_postgres, tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": own_postgres.url, "REDIS_URL": PROCESS_REDIS_URL, "JWT_SECRET": TEST_JWT_SECRET})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": own_postgres.url,
+            "REDIS_URL": PROCESS_REDIS_URL,
+            "JWT_SECRET": TEST_JWT_SECRET,
+        }
+    )
     with app.app_context():
         schema_migrations.upgrade()
         for content_id in ("movie", "movie-2", "movie-3"):
@@ -163,7 +183,9 @@ def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own
     app.extensions["broker"].client.close()
     with redis.Redis.from_url(PROCESS_REDIS_URL) as client:
         client.flushdb()
-    service = Service(own_postgres.url, PROCESS_REDIS_URL, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}).start()
+    service = Service(
+        own_postgres.url, PROCESS_REDIS_URL, tmp_path, **{**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": 2}
+    ).start()
     try:
         client = Client(service, token)
         ids = [client.start(content_id=content_id) for content_id in ("movie", "movie-2", "movie-3")]

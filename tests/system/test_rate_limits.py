@@ -1,4 +1,5 @@
 """Rate limits across processes: gunicorn workers count in one Redis."""
+
 import pytest
 import requests
 
@@ -11,7 +12,10 @@ from support.processes import Service
 def test_limits_hold_across_gunicorn_workers(tmp_path, token):
     """Two gunicorn workers, a new connection per request: both count in Redis."""
     service = Service(
-        migrated_sqlite_url(tmp_path), PROCESS_REDIS_URL, tmp_path, WEB_CONCURRENCY=2,
+        migrated_sqlite_url(tmp_path),
+        PROCESS_REDIS_URL,
+        tmp_path,
+        WEB_CONCURRENCY=2,
         RATELIMIT_WRITES="5 per minute",
     ).start()
     try:

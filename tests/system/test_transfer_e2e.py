@@ -1,4 +1,5 @@
-"""A real 50 MB file from nginx, the worker SIGKILLed twice mid-transfer: it completes byte-exact, resuming with Range."""
+"""A real 50 MB file from nginx, the worker SIGKILLed twice mid-transfer: complete byte-exact, resumed with Range."""
+
 import hashlib
 import os
 import re
@@ -70,7 +71,9 @@ def nginx_answers(server):
     return [(int(m["status"]), int(m["bytes"])) for m in map(ACCESS_LINE.search, text.splitlines()) if m]
 
 
-def test_a_50_mb_file_completes_byte_exact_after_two_sigkills_resuming_with_range(service, nginx, media, token, tmp_path):
+def test_a_50_mb_file_completes_byte_exact_after_two_sigkills_resuming_with_range(
+    service, nginx, media, token, tmp_path
+):
     original_sha256 = file_sha256(media / "movie.mp4")
     api = f"{service.base}/api"
     admin = requests.Session()
@@ -78,8 +81,11 @@ def test_a_50_mb_file_completes_byte_exact_after_two_sigkills_resuming_with_rang
     user = requests.Session()
     user.headers["Authorization"] = f"Bearer {token('alice')}"
 
-    saved = admin.put(f"{api}/contents/movie/sources/720p",
-                      json={"location": f"{nginx.url}/movie.mp4", "sha256": original_sha256}, timeout=30)
+    saved = admin.put(
+        f"{api}/contents/movie/sources/720p",
+        json={"location": f"{nginx.url}/movie.mp4", "sha256": original_sha256},
+        timeout=30,
+    )
     assert saved.status_code == 200, saved.text
     assert saved.json()["source"]["size_bytes"] == str(SIZE)  # probed from nginx
 
@@ -91,21 +97,32 @@ def test_a_50_mb_file_completes_byte_exact_after_two_sigkills_resuming_with_rang
 
     def poll():
         download = user.get(f"{api}/downloads/{download_id}", timeout=10).json()["download"]
-        samples.append((time.monotonic() - began, download["attempts"], download["status"], int(download["downloaded_bytes"])))
+        samples.append(
+            (time.monotonic() - began, download["attempts"], download["status"], int(download["downloaded_bytes"]))
+        )
         return download
 
     def running_past(attempt, fraction):
         def reached():
             download = poll()
             assert download["status"] in ("pending", "downloading"), download
-            return (download["status"] == "downloading" and download["attempts"] == attempt
-                    and int(download["downloaded_bytes"]) > SIZE * fraction and download)
+            return (
+                download["status"] == "downloading"
+                and download["attempts"] == attempt
+                and int(download["downloaded_bytes"]) > SIZE * fraction
+                and download
+            )
+
         return reached
 
     kills = []  # (attempt, bytes the record had, bytes of the .part on disk, index of the first sample after)
     for attempt, fraction in ((1, 1 / 3), (2, 2 / 3)):
-        wait_until(running_past(attempt, fraction), timeout=30, interval=0.05,
-                   message=f"attempt {attempt} past {fraction:.0%} of the file")
+        wait_until(
+            running_past(attempt, fraction),
+            timeout=30,
+            interval=0.05,
+            message=f"attempt {attempt} past {fraction:.0%} of the file",
+        )
         service.kill_worker()
         service.worker.wait(timeout=10)
         at_kill = poll()
@@ -145,10 +162,12 @@ def test_a_50_mb_file_completes_byte_exact_after_two_sigkills_resuming_with_rang
     wait_until(lambda: sum(b for _, b in nginx_answers(nginx)) >= SIZE, timeout=10, message="nginx's access log")
     answers = nginx_answers(nginx)
     sent = sum(b for _, b in answers)
-    summary = (f"50 MB over nginx at {LIMIT_RATE}/s, worker SIGKILLed twice: completed in {elapsed:.1f}s "
-               f"after {done['attempts']} attempts; killed at record/disk bytes "
-               f"{[(recorded, on_disk) for _, recorded, on_disk, _ in kills]}; nginx sent {sent} bytes "
-               f"= {sent / SIZE:.3f} × the file, in answers {answers}")
+    summary = (
+        f"50 MB over nginx at {LIMIT_RATE}/s, worker SIGKILLed twice: completed in {elapsed:.1f}s "
+        f"after {done['attempts']} attempts; killed at record/disk bytes "
+        f"{[(recorded, on_disk) for _, recorded, on_disk, _ in kills]}; nginx sent {sent} bytes "
+        f"= {sent / SIZE:.3f} × the file, in answers {answers}"
+    )
     print("\n" + summary)
     assert sum(1 for status, _ in answers if status == 206) >= 2, summary
     assert sent < 1.5 * SIZE, summary

@@ -1,4 +1,5 @@
 """Fetching a file from its origin (HTTP(S) or S3) from a byte offset on, for resumable transfers."""
+
 import re
 from collections import namedtuple
 from urllib.parse import urlsplit
@@ -82,6 +83,10 @@ def open_range(location, offset=0, validator=None, *, connect_timeout, read_time
     Without a validator the ranged request is unconditional. Raises OriginError.
     """
     return _transport(location).open_range(
-        location, offset, validator,
-        connect_timeout=connect_timeout, read_timeout=read_timeout, chunk_size=chunk_size,
+        location,
+        offset,
+        validator,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        chunk_size=chunk_size,
     )

@@ -1,4 +1,5 @@
 """Fetching a file over HTTP(S) with requests, resuming with Range and If-Range."""
+
 import requests
 
 from downloads_app.infra.origins import CONTENT_RANGE, FileFacts, OriginError, OriginResponse, is_permanent
@@ -19,8 +20,9 @@ def describe(url, *, connect_timeout, read_timeout):
         raise OriginError(f"{url}: {error}", permanent=False) from error
     with response:
         if response.status_code in NO_HEAD:
-            with open_range(url, 0, None, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                            chunk_size=1) as answer:
+            with open_range(
+                url, 0, None, connect_timeout=connect_timeout, read_timeout=read_timeout, chunk_size=1
+            ) as answer:
                 return FileFacts(answer.total_size, answer.content_type, answer.validator)
         if response.status_code != 200:
             raise OriginError(f"{url}: HTTP {response.status_code}", permanent=is_permanent(response.status_code))

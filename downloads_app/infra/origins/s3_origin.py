@@ -1,4 +1,5 @@
 """Fetching an object from S3 or an S3-compatible store with boto3, resuming with Range and IfMatch."""
+
 import os
 import threading
 from urllib.parse import urlsplit

@@ -1,4 +1,5 @@
 """The flask-smorest Api: OpenAPI spec, locally served Swagger UI, and every blueprint."""
+
 import flask_smorest
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, send_from_directory
@@ -32,11 +33,7 @@ API_CONFIG = {
     "API_SPEC_OPTIONS": {
         "info": {"description": "Download titles for offline viewing. Sign in with a bearer JWT."},
         "security": [{"bearerAuth": []}],
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
-        },
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     },
 }
 

@@ -1,11 +1,12 @@
 """Routes of /api/contents: the catalogue, readable by users, changed by admins."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app.downloads import catalogue
 from downloads_app.web.api.documented_errors import ADMIN, JSON_BODY, SIGNED_IN, WRITE, refusals
-from downloads_app.web.current import current_runtime
 from downloads_app.web.auth import admin_required, authenticate
+from downloads_app.web.current import current_runtime
 from downloads_app.web.schemas import (
     ContentCreateSchema,
     ContentEnvelopeSchema,
@@ -36,7 +37,11 @@ class Contents(MethodView):
     @refusals(blp, WRITE, ADMIN, JSON_BODY, (409,))
     def post(self, body):
         """Add a title (admin)"""
-        return {"success": True, "message": "Title added", "content": catalogue.create_content(current_runtime().settings, **body)}
+        return {
+            "success": True,
+            "message": "Title added",
+            "content": catalogue.create_content(current_runtime().settings, **body),
+        }
 
 
 @blp.route("/<content_id:content_id>")

@@ -1,4 +1,5 @@
 """Path converters for ids, so a path segment that cannot be an id never reaches a view."""
+
 from werkzeug.routing import BaseConverter
 
 from downloads_app.web.schemas import CONTENT_ID_PATTERN, DEMO_CONTENT_ID, DEMO_QUALITY

@@ -1,4 +1,5 @@
 """The error answers each operation documents, so the spec lists every status it can send."""
+
 from http import HTTPStatus
 
 SIGNED_IN = (401, 503)  # every /api route: a bad token, or the database or Redis down

@@ -1,14 +1,15 @@
 """Routes of /api/downloads: start, list, inspect, control and delete downloads."""
+
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from downloads_app.downloads import user_actions
 from downloads_app.infra import event_hub
+from downloads_app.infra.metrics import STARTED
 from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
 from downloads_app.web.auth import authenticate, current_user
 from downloads_app.web.current import current_runtime
-from downloads_app.infra.metrics import STARTED
 from downloads_app.web.rate_limits import limit_starts
 from downloads_app.web.schemas import (
     CleanupSchema,
@@ -46,7 +47,9 @@ class StartDownload(MethodView):
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, DownloadEnvelopeSchema, description="Started: a new pending download")
     @blp.alt_response(
-        200, schema=DownloadEnvelopeSchema, success=True,
+        200,
+        schema=DownloadEnvelopeSchema,
+        success=True,
         description="Not started again: the download of an earlier start with the same "
         "Idempotency-Key, or the one you already hold of this title and quality",
     )
@@ -136,7 +139,8 @@ ACTIONS = {
     "resume": (user_actions.resume, "Download resumed", "Resume a paused download from where it stopped"),
     "cancel": (user_actions.cancel, "Download cancelled", "Cancel a download and release its storage"),
     "retry": (
-        user_actions.retry, "Download retried",
+        user_actions.retry,
+        "Download retried",
         "Retry a failed or cancelled download\n\n"
         "Its file size is reserved again: 413 when it no longer fits your quota.",
     ),
@@ -147,7 +151,11 @@ ACTION_REFUSALS = {"retry": (413,)}
 
 def _action_view(action, change, message, summary):
     def post(download_id):
-        return {"success": True, "message": message, "download": change(current_runtime(), current_user().id, download_id)}
+        return {
+            "success": True,
+            "message": message,
+            "download": change(current_runtime(), current_user().id, download_id),
+        }
 
     post.__name__ = f"{action}_download"
     post.__doc__ = summary

@@ -1,14 +1,17 @@
 """Server-Sent Event streams of download progress and state, and the browser's stream cookie."""
+
 import queue
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.infra import event_hub
 from downloads_app.downloads import lifecycle, user_actions
+from downloads_app.downloads.models import Download
+from downloads_app.infra import event_hub
+from downloads_app.infra.database import database
 from downloads_app.web.api.documented_errors import SIGNED_IN, WRITE, refusals
 from downloads_app.web.auth import (
     STREAM_COOKIE,
@@ -18,8 +21,6 @@ from downloads_app.web.auth import (
     current_user,
     token_lifetime,
 )
-from downloads_app.infra.database import database
-from downloads_app.downloads.models import Download
 from downloads_app.web.schemas import MessageSchema
 
 blp = Blueprint("events", __name__, url_prefix="/api", description="Live progress (Server-Sent Events)")
@@ -56,7 +57,7 @@ def _snapshot(user_id, download_id, last_event_id):
     query = Download.select().where(Download.user_id == user_id)
     if last_event_id:
         # Changed since the last event the client saw (one second of margin for clock skew).
-        since = datetime.fromtimestamp(int(last_event_id) / 1000 - 1, timezone.utc).replace(tzinfo=None)
+        since = datetime.fromtimestamp(int(last_event_id) / 1000 - 1, UTC).replace(tzinfo=None)
         query = query.where(Download.updated_at >= since)
     else:
         query = query.where(Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING, lifecycle.PAUSED]))
@@ -138,8 +139,13 @@ class StreamSession(MethodView):
         token = bearer_token()
         response = current_app.make_response({"success": True, "message": "Stream cookie set"})
         response.set_cookie(
-            STREAM_COOKIE, token, max_age=token_lifetime(token), httponly=True, samesite="Strict",
-            secure=request.is_secure, path="/api/downloads",
+            STREAM_COOKIE,
+            token,
+            max_age=token_lifetime(token),
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+            path="/api/downloads",
         )
         return response
 

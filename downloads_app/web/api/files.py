@@ -1,4 +1,5 @@
 """Route of a completed download's file: Range requests, ETag, and the browser's cookie."""
+
 import mimetypes
 
 from flask import send_file
@@ -7,8 +8,8 @@ from flask_smorest import Blueprint
 
 from downloads_app.downloads import user_actions
 from downloads_app.web.api.documented_errors import SIGNED_IN, refusals
-from downloads_app.web.current import current_runtime
 from downloads_app.web.auth import authenticate_stream, current_user
+from downloads_app.web.current import current_runtime
 
 blp = Blueprint("files", __name__, url_prefix="/api/downloads", description="Your downloaded files")
 
@@ -35,6 +36,10 @@ class StoredFile(MethodView):
         download = user_actions.get_download(current_user().id, download_id)
         path, content_type = user_actions.stored_file(current_runtime(), download)
         return send_file(
-            path, mimetype=content_type, as_attachment=True, conditional=True, etag=download.sha256,
+            path,
+            mimetype=content_type,
+            as_attachment=True,
+            conditional=True,
+            etag=download.sha256,
             download_name=f"{download.content_id}-{download.quality}{mimetypes.guess_extension(content_type) or ''}",
         )

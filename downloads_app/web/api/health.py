@@ -1,4 +1,5 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -13,7 +14,9 @@ class HealthSchema(Schema):
     success = fields.Boolean(required=True)
     status = fields.String(required=True, validate=validate.OneOf(("alive", "ready", "not ready")))
     checks = fields.Dict(
-        keys=fields.String(), values=fields.String(), required=True,
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
         metadata={"description": "`ok`, or what is wrong, by dependency (`database`, `redis`)"},
     )
 

@@ -1,4 +1,5 @@
 """Admin routes of /api/queue: health of the queue and workers, and requeueing a download."""
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -34,4 +35,8 @@ class Requeue(MethodView):
 
         A failed download reserves its file size again: 413 when it no longer fits its owner's quota.
         """
-        return {"success": True, "message": "Download requeued", "download": recovery.requeue(current_runtime(), download_id)}
+        return {
+            "success": True,
+            "message": "Download requeued",
+            "download": recovery.requeue(current_runtime(), download_id),
+        }

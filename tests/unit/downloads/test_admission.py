@@ -1,4 +1,5 @@
 """Admission of starts and resumes against real databases: idempotency keys, held titles, the active cap."""
+
 import itertools
 from datetime import datetime, timedelta
 
@@ -26,8 +27,13 @@ def make(status=lifecycle.PENDING, user="alice", content="movie", quality="720p"
     """A download row in `status`; `minutes` after T0 is its created_at (later ones are newer)."""
     created = T0 + timedelta(minutes=next(_order) if minutes is None else minutes)
     return Download.create(
-        user_id=user, content=content, quality=quality, status=status, file_size_bytes=1000,
-        idempotency_key=key, created_at=created,
+        user_id=user,
+        content=content,
+        quality=quality,
+        status=status,
+        file_size_bytes=1000,
+        idempotency_key=key,
+        created_at=created,
     )
 
 
@@ -128,8 +134,11 @@ def test_check_not_held_refuses_when_another_download_holds_the_title(rt, status
 def test_no_cap_when_max_active_downloads_is_zero(rt, configure):
     rt = configure(MAX_ACTIVE_DOWNLOADS_PER_USER=0)
     for n in range(12):
-        make(status=lifecycle.PENDING if n % 2 else lifecycle.DOWNLOADING, content="movie",
-             quality=["480p", "720p", "1080p"][n % 3])
+        make(
+            status=lifecycle.PENDING if n % 2 else lifecycle.DOWNLOADING,
+            content="movie",
+            quality=["480p", "720p", "1080p"][n % 3],
+        )
     admission.check_active_cap(rt, "alice")  # no refusal
 
 

@@ -1,4 +1,5 @@
 """The storage ledger against real databases (SQLite and PostgreSQL): reserving, settling, reporting."""
+
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -130,7 +131,9 @@ def test_storage_reports_free_as_zero_when_more_is_used_than_the_quota(rt, confi
     ledger.reserve(rt, "alice", 800_000_000)
     rt = configure(STORAGE_QUOTA_BYTES=500_000_000)  # the operator lowered the quota
     assert ledger.storage(rt.settings, "alice") == {
-        "quota_bytes": 500_000_000, "used_bytes": 800_000_000, "free_bytes": 0,
+        "quota_bytes": 500_000_000,
+        "used_bytes": 800_000_000,
+        "free_bytes": 0,
     }
     with pytest.raises(QuotaExceeded) as refused:
         ledger.reserve(rt, "alice", 1)
@@ -200,7 +203,7 @@ def test_concurrent_reservations_and_releases_keep_the_ledger_exact(app, app_ctx
 
     with ThreadPoolExecutor(max_workers=len(sizes) + len(releases)) as pool:
         applied = [f.result(timeout=60) for f in [pool.submit(apply, n) for n in sizes + releases]]
-    assert applied[len(sizes):] == releases  # releases always go through
-    assert any(applied[:len(sizes)]) and not all(applied[:len(sizes)])  # some reservations fit, some not
+    assert applied[len(sizes) :] == releases  # releases always go through
+    assert any(applied[: len(sizes)]) and not all(applied[: len(sizes)])  # some reservations fit, some not
     assert used("alice") == 20_000 + sum(applied)
     assert used("alice") <= 50_000

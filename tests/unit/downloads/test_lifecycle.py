@@ -1,4 +1,5 @@
 """The state machine's table: legal transitions and their effect on the quota ledger."""
+
 import pytest
 
 from downloads_app.downloads import lifecycle
@@ -13,8 +14,14 @@ def test_every_transition_leads_to_a_known_state_from_known_states():
 @pytest.mark.parametrize(
     "transition, delta",
     [
-        ("claim", 0), ("complete", 0), ("requeue", 0), ("pause", 0), ("resume", 0),
-        ("fail", -100), ("cancel", -100), ("retry", 100),
+        ("claim", 0),
+        ("complete", 0),
+        ("requeue", 0),
+        ("pause", 0),
+        ("resume", 0),
+        ("fail", -100),
+        ("cancel", -100),
+        ("retry", 100),
     ],
 )
 def test_quota_change(transition, delta):

@@ -1,4 +1,5 @@
 """Queue health and requeue for admins, from the API and the CLI, after real jobs."""
+
 import json
 import os
 import socket
@@ -6,15 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from support import wait_until
 from downloads_app.downloads import run_writes
 from downloads_app.downloads.models import Download
+from support import wait_until
 
 
 @pytest.fixture
 def start(client, auth, movie):
     def start(user="alice", quality="480p"):
-        return client.post("/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)).json["download"]["id"]
+        return client.post(
+            "/api/downloads/start", json={"content_id": "movie", "quality": quality}, headers=auth(user)
+        ).json["download"]["id"]
 
     return start
 
@@ -37,7 +40,12 @@ def test_health_counts_real_jobs_and_shows_this_worker(app, client, auth, start,
     client.post(f"/api/downloads/{start_paused}/pause", headers=auth())
     body = health(client, auth)
     assert body["downloads_by_status"] == {
-        "pending": 0, "downloading": 0, "paused": 1, "completed": 2, "failed": 0, "cancelled": 0,
+        "pending": 0,
+        "downloading": 0,
+        "paused": 1,
+        "completed": 2,
+        "failed": 0,
+        "cancelled": 0,
     }
     assert body["queue"]["name"] == "downloads" and body["queue"]["dead_lettered"] == 0
     me = [w for w in body["workers"] if w["pid"] == os.getpid()]
@@ -80,7 +88,10 @@ def test_stalled_downloads_are_listed_and_requeued_running_ones_refused(app, cli
         Download.update(updated_at=row.updated_at - timedelta(seconds=60)).where(Download.id == download_id).execute()
     body = health(client, auth)
     assert body["stalled_count"] == 1 and body["stalled"][0]["id"] == download_id
-    assert client.post(f"/api/queue/downloads/{download_id}/requeue", headers=admin).json["download"]["status"] == "pending"
+    assert (
+        client.post(f"/api/queue/downloads/{download_id}/requeue", headers=admin).json["download"]["status"]
+        == "pending"
+    )
     assert client.post("/api/queue/downloads/nope/requeue", headers=admin).status_code == 404
 
 
@@ -105,8 +116,17 @@ def test_cli_queue_stats_and_requeue(app, start):
     assert refused.exit_code == 1 and "No download 'nope'" in refused.output
 
 
-@pytest.mark.parametrize("command", [["queue", "stats"], ["queue", "requeue"], ["downloads", "reconcile"],
-                                     ["db", "upgrade"], ["demo", "seed"], ["auth", "token"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["queue", "stats"],
+        ["queue", "requeue"],
+        ["downloads", "reconcile"],
+        ["db", "upgrade"],
+        ["demo", "seed"],
+        ["auth", "token"],
+    ],
+)
 def test_every_admin_command_has_help(app, command):
     result = app.test_cli_runner().invoke(args=[*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output

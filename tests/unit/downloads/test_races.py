@@ -1,12 +1,13 @@
 """Pause, resume, cancel, retry and delete fired at running transfers: nothing lost, resurrected or miscounted."""
+
 import random
 import threading
 import time
 from collections import Counter
 
-from support import wait_until
 from downloads_app.downloads import lifecycle
 from downloads_app.downloads.models import Download, StorageLedger
+from support import wait_until
 
 # Deletes are rare so that most of the loop races the worker on live downloads.
 ACTIONS = {"pause": 4, "resume": 4, "cancel": 1, "retry": 2, "delete": 0.2}
@@ -19,7 +20,8 @@ def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, a
     client = app.test_client()
     ids = [
         client.post("/api/downloads/start", json={"content_id": c, "quality": q}, headers=auth()).json["download"]["id"]
-        for c in ("movie", *titles(2)) for q in ("480p", "720p", "1080p")
+        for c in ("movie", *titles(2))
+        for q in ("480p", "720p", "1080p")
     ]
     assert len(set(ids)) == 9  # nine distinct downloads, none a repeat of another
     history = {download_id: [] for download_id in ids}
@@ -58,9 +60,7 @@ def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, a
 
     def settled():
         with app.app_context():
-            return not Download.select().where(
-                Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING])
-            ).exists()
+            return not Download.select().where(Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING])).exists()
 
     fired_for = time.monotonic() - started_at
     wait_until(settled, timeout=60, message="every download to settle")

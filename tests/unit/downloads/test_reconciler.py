@@ -1,4 +1,5 @@
 """The reconciler: stalled downloads requeued or failed, orphans queued, safe when run concurrently."""
+
 import threading
 from datetime import timedelta
 
@@ -23,9 +24,7 @@ def age(download_id, seconds):
 def queued_ids(redis_client):
     import dramatiq
 
-    return sorted(
-        dramatiq.Message.decode(raw).args[0] for raw in redis_client.hvals("dramatiq:downloads.msgs")
-    )
+    return sorted(dramatiq.Message.decode(raw).args[0] for raw in redis_client.hvals("dramatiq:downloads.msgs"))
 
 
 def test_a_silent_downloading_run_goes_back_to_pending_and_is_queued(ctx, redis_client):
@@ -42,7 +41,9 @@ def test_a_silent_downloading_run_goes_back_to_pending_and_is_queued(ctx, redis_
     assert recovered.downloaded_bytes == run.file_size_bytes // 2  # resumes from here
     assert recovered.last_error == recovery.STALLED_ERROR
     assert queued_ids(redis_client) == [download.id]
-    assert not run_writes.record_progress(ctx.extensions["runtime"], run, run.file_size_bytes)  # the dead run's claim is void
+    assert not run_writes.record_progress(
+        ctx.extensions["runtime"], run, run.file_size_bytes
+    )  # the dead run's claim is void
 
 
 def test_a_download_that_keeps_killing_its_worker_fails_after_max_attempts(ctx):
@@ -70,7 +71,10 @@ def test_pending_downloads_without_a_message_are_queued_after_the_longest_backof
 
 
 def test_concurrent_sweeps_queue_each_download_once(ctx, app, redis_client, titles):
-    ids = [user_actions.start_download(ctx.extensions["runtime"], "alice", content_id, "480p")[0].id for content_id in titles(6)]
+    ids = [
+        user_actions.start_download(ctx.extensions["runtime"], "alice", content_id, "480p")[0].id
+        for content_id in titles(6)
+    ]
     for download_id in ids[:3]:
         run_writes.claim(ctx.extensions["runtime"], download_id)
     for download_id in ids:

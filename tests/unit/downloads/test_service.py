@@ -1,7 +1,9 @@
 """The download service's functions against real databases (SQLite and PostgreSQL)."""
+
 import pytest
 
 from downloads_app.downloads import ledger, lifecycle, run_writes, user_actions
+from downloads_app.downloads.models import Download, StorageLedger
 from downloads_app.downloads.refusals import (
     ContentNotFound,
     DownloadNotFound,
@@ -9,7 +11,6 @@ from downloads_app.downloads.refusals import (
     QualityNotOffered,
     QuotaExceeded,
 )
-from downloads_app.downloads.models import Download, StorageLedger
 
 SIZE_720 = 1000 * 3333 * 125
 
@@ -51,7 +52,11 @@ def test_quota_is_enforced_and_released_exactly(rt, app_ctx, titles, configure):
     assert f"needs 416.6 MB ({SIZE_720:,} bytes) and 5 bytes are free" in refused.value.message
     assert Download.select().count() == 2
     user_actions.delete_download(rt, "alice", first.id)
-    assert ledger.storage(rt.settings, "alice") == {"quota_bytes": 2 * SIZE_720 + 5, "used_bytes": SIZE_720, "free_bytes": SIZE_720 + 5}
+    assert ledger.storage(rt.settings, "alice") == {
+        "quota_bytes": 2 * SIZE_720 + 5,
+        "used_bytes": SIZE_720,
+        "free_bytes": SIZE_720 + 5,
+    }
     assert user_actions.cleanup(rt, "alice") == (1, SIZE_720)
     assert ledger_used("alice") == 0
 

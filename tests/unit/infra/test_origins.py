@@ -1,4 +1,5 @@
 """Fetching and resuming files from real origins: nginx, a server that cuts bodies short, moto's S3."""
+
 import hashlib
 import os
 import socket
@@ -7,8 +8,8 @@ from contextlib import closing
 
 import pytest
 
-from support import free_port
 from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range
+from support import free_port
 from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -117,7 +118,7 @@ def test_http_missing_file_is_a_permanent_error(nginx):
 
 def test_http_describe_asks_with_head_and_sends_no_body(nginx, movie):
     facts = describe(f"{nginx.url}/movie.mp4", **TIMEOUTS)
-    _, body = fetch(f"{nginx.url}/movie.mp4")
+    fetch(f"{nginx.url}/movie.mp4")
 
     assert (facts.size, facts.content_type) == (SIZE, "video/mp4") and facts.validator.startswith('"')
     access = (nginx.dir / "access.log").read_text().splitlines()
@@ -192,12 +193,14 @@ def test_server_that_never_answers_times_out(unused_tcp_port):
 
 
 def test_body_that_stalls_times_out(movie):
-    with FlakyOrigin(movie, max_bytes=100_000, stall=True) as origin:
-        with open_range(origin.url, connect_timeout=1, read_timeout=1) as response:
-            began = time.monotonic()
-            with pytest.raises(OriginError) as raised:
-                for _ in response.chunks():
-                    pass
+    with (
+        FlakyOrigin(movie, max_bytes=100_000, stall=True) as origin,
+        open_range(origin.url, connect_timeout=1, read_timeout=1) as response,
+    ):
+        began = time.monotonic()
+        with pytest.raises(OriginError) as raised:
+            for _ in response.chunks():
+                pass
 
     assert not raised.value.permanent
     assert time.monotonic() - began < 1 + 2
@@ -291,4 +294,3 @@ def test_unreachable_s3_endpoint_is_a_temporary_error(monkeypatch):
 def test_unknown_scheme_is_refused():
     with pytest.raises(ValueError):
         open_range("ftp://example.com/movie.mp4", **TIMEOUTS)
-

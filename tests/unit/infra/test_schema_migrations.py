@@ -1,11 +1,12 @@
 """A fresh database migrated by `db upgrade` has exactly the models' schema, on both back ends."""
+
 import pytest
 
-from support.environment import REDIS_URL
 from downloads_app import create_app
+from downloads_app.downloads.models import MODELS
 from downloads_app.infra import schema_migrations
 from downloads_app.infra.database import database
-from downloads_app.downloads.models import MODELS
+from support.environment import REDIS_URL
 
 
 def describe_schema():
@@ -18,12 +19,11 @@ def describe_schema():
             ),
             "primary_key": database.get_primary_keys(table),
             "indexes": sorted(
-                (tuple(i.columns), i.unique) for i in database.get_indexes(table) if not i.name.endswith("_pkey")
-                and not i.name.startswith("sqlite_autoindex")
+                (tuple(i.columns), i.unique)
+                for i in database.get_indexes(table)
+                if not i.name.endswith("_pkey") and not i.name.startswith("sqlite_autoindex")
             ),
-            "foreign_keys": sorted(
-                (f.column, f.dest_table, f.dest_column) for f in database.get_foreign_keys(table)
-            ),
+            "foreign_keys": sorted((f.column, f.dest_table, f.dest_column) for f in database.get_foreign_keys(table)),
         }
     return schema
 

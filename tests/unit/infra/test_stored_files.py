@@ -1,4 +1,5 @@
 """The files of downloads under STORAGE_DIR: paths, the growing `.part` and its lock, finishing, free space."""
+
 import hashlib
 import os
 import re
@@ -36,26 +37,32 @@ def write_part(files, data, version="v1"):
 # ---------------------------------------------------------------- human_bytes
 
 
-@pytest.mark.parametrize("count, text", [
-    (0, "0 bytes"),
-    (1, "1 byte"),
-    (2, "2 bytes"),
-    (999, "999 bytes"),
-    (1000, "1.0 kB (1,000 bytes)"),
-    (1550, "1.6 kB (1,550 bytes)"),
-    (416_625_000, "416.6 MB (416,625,000 bytes)"),
-    (70_002_000_000, "70.0 GB (70,002,000,000 bytes)"),
-    (3 * 10**12, "3.0 TB (3,000,000,000,000 bytes)"),
-    (10**18, "1000.0 PB (1,000,000,000,000,000,000 bytes)"),  # PB is the largest unit
-])
+@pytest.mark.parametrize(
+    "count, text",
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (2, "2 bytes"),
+        (999, "999 bytes"),
+        (1000, "1.0 kB (1,000 bytes)"),
+        (1550, "1.6 kB (1,550 bytes)"),
+        (416_625_000, "416.6 MB (416,625,000 bytes)"),
+        (70_002_000_000, "70.0 GB (70,002,000,000 bytes)"),
+        (3 * 10**12, "3.0 TB (3,000,000,000,000 bytes)"),
+        (10**18, "1000.0 PB (1,000,000,000,000,000,000 bytes)"),  # PB is the largest unit
+    ],
+)
 def test_human_bytes(count, text):
     assert human_bytes(count) == text
 
 
-@pytest.mark.parametrize("count, text", [
-    (999_999, "1.0 MB (999,999 bytes)"),
-    (999_960_000, "1.0 GB (999,960,000 bytes)"),
-])
+@pytest.mark.parametrize(
+    "count, text",
+    [
+        (999_999, "1.0 MB (999,999 bytes)"),
+        (999_960_000, "1.0 GB (999,960,000 bytes)"),
+    ],
+)
 def test_human_bytes_rounds_up_into_the_next_unit(count, text):
     assert human_bytes(count) == text
 
@@ -280,6 +287,9 @@ def test_check_free_space_refuses_when_the_margin_exceeds_the_free_space(tmp_pat
 
 def test_a_download_larger_than_the_free_space_is_refused_without_a_margin(tmp_path):
     files = StoredFiles(tmp_path, free_margin_bytes=0).of(download())
-    with pytest.raises(InsufficientStorage, match=r"1000\.0 PB \(1,000,000,000,000,000,000 bytes\) are needed "
-                                                  r"plus a margin of 0 bytes"):
+    with pytest.raises(
+        InsufficientStorage,
+        match=r"1000\.0 PB \(1,000,000,000,000,000,000 bytes\) are needed "
+        r"plus a margin of 0 bytes",
+    ):
         files.check_free_space(10**18)

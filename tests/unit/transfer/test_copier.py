@@ -4,6 +4,7 @@ Each test sets a title's source at nginx, starts a download of it, claims it as 
 would, and calls `copier.fetch` itself (no worker consumes the queue), so every step of the
 run is the test's to arrange and check. nginx's access log tells what was asked of the origin.
 """
+
 import hashlib
 import json
 import os
@@ -12,7 +13,6 @@ import threading
 
 import pytest
 
-from support import wait_until
 from downloads_app.config import load_settings, settings_from
 from downloads_app.downloads import catalogue, ledger, run_writes, user_actions
 from downloads_app.downloads.models import ContentSource, Download
@@ -23,6 +23,7 @@ from downloads_app.infra.stored_files import InsufficientStorage, StoredFiles
 from downloads_app.transfer import copier
 from downloads_app.transfer.copier import VerificationFailed
 from downloads_app.transfer.handle import RunHandle
+from support import wait_until
 from support.origins import NGINX, Nginx, require
 
 SIZE = 3 * 1024 * 1024 + 4321  # 13 chunks of DOWNLOAD_CHUNK_BYTES (256 KiB), the last one short
@@ -91,8 +92,9 @@ def logged(nginx, method="GET"):
     """(status, body bytes sent) of each `method` request nginx has logged, in order."""
     log = nginx.dir / "access.log"
     lines = log.read_text().splitlines() if log.exists() else []
-    return [(int(m["status"]), int(m["bytes"])) for m in map(ACCESS_LOG_LINE.search, lines)
-            if m and m["method"] == method]
+    return [
+        (int(m["status"]), int(m["bytes"])) for m in map(ACCESS_LOG_LINE.search, lines) if m and m["method"] == method
+    ]
 
 
 def gets(nginx, count):
@@ -120,12 +122,17 @@ class ProgressEvents:
     def __init__(self, client, user_id="alice"):
         self.pubsub = client.pubsub()
         self.pubsub.subscribe(CHANNEL_PREFIX + user_id)
-        wait_until(lambda: (m := self.pubsub.get_message(timeout=0.1)) and m["type"] == "subscribe",
-                   timeout=10, interval=0, message="the subscription")
+        wait_until(
+            lambda: (m := self.pubsub.get_message(timeout=0.1)) and m["type"] == "subscribe",
+            timeout=10,
+            interval=0,
+            message="the subscription",
+        )
         self.bytes = []
 
     def until(self, last):
         """Every progress event up to one of `last` bytes."""
+
         def arrived():
             message = self.pubsub.get_message(timeout=0.1)
             if message and message["type"] == "message":
@@ -158,8 +165,9 @@ def progress_events(redis_client):
 
 
 @pytest.mark.parametrize("with_checksum", [False, True])
-def test_the_whole_file_is_copied_byte_exact_and_its_sha256_given_to_finish(rt, nginx, location, original,
-                                                                            with_checksum):
+def test_the_whole_file_is_copied_byte_exact_and_its_sha256_given_to_finish(
+    rt, nginx, location, original, with_checksum
+):
     download = claimed(rt, location, **({"sha256": sha256(original)} if with_checksum else {}))
     finished, handle = fetch(rt, download)
     assert finished is True
@@ -194,8 +202,9 @@ def test_progress_is_recorded_as_the_bytes_arrive(rt, location, progress_events)
 
 
 @pytest.mark.parametrize("kept", [1, 1_234_567, SIZE - 1])
-def test_a_part_of_the_same_version_is_resumed_and_only_the_rest_asked_for(rt, nginx, location, original,
-                                                                          progress_events, kept):
+def test_a_part_of_the_same_version_is_resumed_and_only_the_rest_asked_for(
+    rt, nginx, location, original, progress_events, kept
+):
     download = claimed(rt, location)
     files = rt.files.of(download)
     leave_part(files, original[:kept], validator(location))
@@ -221,8 +230,9 @@ def test_a_complete_part_of_the_same_version_is_finished_without_a_body(rt, ngin
     assert record(download).downloaded_bytes == SIZE
 
 
-def test_a_changed_origin_version_starts_over_and_rebases_the_record(rt, nginx, media, location, original,
-                                                                    progress_events):
+def test_a_changed_origin_version_starts_over_and_rebases_the_record(
+    rt, nginx, media, location, original, progress_events
+):
     path = media / "movie.mp4"
     os.utime(path, (1_600_000_000, 1_600_000_000))  # version 1, of a known time (nginx's ETag: time and size)
     download = claimed(rt, location)
@@ -375,8 +385,7 @@ def test_a_size_mismatch_discards_the_part_and_rebases_to_zero(tmp_path, locatio
 # ---------------------------------------------------------------- stopping
 
 
-def test_a_handle_whose_claim_was_lost_stops_and_leaves_the_part_for_resume(rt, configure, nginx, location,
-                                                                           original):
+def test_a_handle_whose_claim_was_lost_stops_and_leaves_the_part_for_resume(rt, configure, nginx, location, original):
     rt = configure(DOWNLOAD_PROGRESS_BYTES=1)  # a progress write, so a claim check, at every chunk
     download = claimed(rt, location)
     user_actions.pause(rt, "alice", download.id)  # the run's claim is no longer the current state

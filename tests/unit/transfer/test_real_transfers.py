@@ -1,15 +1,16 @@
 """Real transfers through the worker: HTTP from nginx and a flaky origin, S3 from moto, the file served back."""
+
 import hashlib
 import os
 import time
 
 import pytest
 
+from downloads_app import create_app
+from downloads_app.downloads.models import Download, StorageLedger
 from support import wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import REDIS_URL
-from downloads_app import create_app
-from downloads_app.downloads.models import Download, StorageLedger
 from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
 SIZE = 20 * 1024 * 1024 + 4321  # 20 MB and a bit: many chunks, not a round number
@@ -70,8 +71,12 @@ def record(app, download_id):
 
 
 def until_status(app, download_id, status, timeout=30):
-    return wait_until(lambda: (r := record(app, download_id)) and r.status == status and r,
-                      timeout=timeout, interval=0.05, message=f"{download_id} {status}")
+    return wait_until(
+        lambda: (r := record(app, download_id)) and r.status == status and r,
+        timeout=timeout,
+        interval=0.05,
+        message=f"{download_id} {status}",
+    )
 
 
 def stored(app, download):
@@ -83,8 +88,13 @@ def test_a_source_without_size_is_measured_at_the_origin(admin, nginx):
     saved = admin("PUT", "/api/contents/movie/sources/720p", {"location": f"{nginx.url}/movie.mp4"})
     assert saved.status_code == 200, saved.json
     source = saved.json["source"]
-    assert source == {"quality": "720p", "location": f"{nginx.url}/movie.mp4", "size_bytes": str(SIZE),
-                      "sha256": None, "content_type": "video/mp4"}
+    assert source == {
+        "quality": "720p",
+        "location": f"{nginx.url}/movie.mp4",
+        "size_bytes": str(SIZE),
+        "sha256": None,
+        "content_type": "video/mp4",
+    }
     listed = admin("GET", "/api/contents/movie").json["content"]
     assert listed["sizes"]["720p"] == str(SIZE)
     missing = admin("PUT", "/api/contents/movie/sources/480p", {"location": f"{nginx.url}/nope.mp4"})
@@ -108,8 +118,10 @@ def test_http_download_completes_byte_exact_and_is_served_with_ranges(app, clien
     part = client.get(f"/api/downloads/{download_id}/file", headers={**auth(), "Range": "bytes=1000-1999"})
     assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes 1000-1999/{SIZE}"
     assert part.data == original[1000:2000]
-    stale = client.get(f"/api/downloads/{download_id}/file",
-                       headers={**auth(), "Range": "bytes=1000-1999", "If-Range": '"not-this-version"'})
+    stale = client.get(
+        f"/api/downloads/{download_id}/file",
+        headers={**auth(), "Range": "bytes=1000-1999", "If-Range": '"not-this-version"'},
+    )
     assert stale.status_code == 200 and len(stale.data) == SIZE
     beyond = client.get(f"/api/downloads/{download_id}/file", headers={**auth(), "Range": f"bytes={SIZE}-"})
     assert beyond.status_code == 416
@@ -131,7 +143,10 @@ def test_the_file_of_a_download_that_is_not_completed_or_simulated_is_refused(ap
     assert early.status_code == 409 and "served once it is completed" in early.json["message"]
     until_status(app, download_id, "completed")
     simulated = client.get(f"/api/downloads/{download_id}/file", headers=auth())
-    assert simulated.status_code == 409 and simulated.json["message"] == "This download was simulated: it has no stored file."
+    assert (
+        simulated.status_code == 409
+        and simulated.json["message"] == "This download was simulated: it has no stored file."
+    )
 
 
 def test_a_cut_connection_resumes_with_range_and_finishes_byte_exact(app, worker, media, real, configure):
@@ -171,7 +186,9 @@ def test_a_checksum_mismatch_fails_the_attempt_and_the_next_starts_from_zero(app
 
 
 def test_a_missing_file_fails_at_once_without_retries(app, client, auth, worker, nginx, admin):
-    saved = admin("PUT", "/api/contents/movie/sources/1080p", {"location": f"{nginx.url}/gone.mp4", "size_bytes": "1000"})
+    saved = admin(
+        "PUT", "/api/contents/movie/sources/1080p", {"location": f"{nginx.url}/gone.mp4", "size_bytes": "1000"}
+    )
     assert saved.status_code == 200
     started = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "1080p"}, headers=auth())
     failed = until_status(app, started.json["download"]["id"], "failed")
@@ -196,7 +213,9 @@ def test_the_bandwidth_limit_holds(app, worker, nginx, real, configure):
     assert time.monotonic() - began >= SIZE / (8 * 1024 * 1024) * 0.95  # 20 MB at 8 MiB/s: at least 2.4 s
 
 
-def test_the_worker_bandwidth_limit_holds_for_all_transfers_together(app, client, auth, worker, nginx, admin, configure):
+def test_the_worker_bandwidth_limit_holds_for_all_transfers_together(
+    app, client, auth, worker, nginx, admin, configure
+):
     configure(DOWNLOAD_WORKER_MAX_BYTES_PER_SECOND=16 * 1024 * 1024)
     began = time.monotonic()
     ids = []
@@ -217,7 +236,9 @@ def test_a_full_disk_refuses_the_start_and_keeps_nothing(app, client, auth, ngin
     assert client.get("/api/downloads", headers=auth()).json["pagination"]["total"] == 0
 
 
-def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(app, client, auth, worker, nginx, media, real, configure):
+def test_pause_keeps_the_part_resume_continues_and_cancel_removes_it(
+    app, client, auth, worker, nginx, media, real, configure
+):
     configure(DOWNLOAD_MAX_BYTES_PER_SECOND=8 * 1024 * 1024)
     download_id = real(f"{nginx.url}/movie.mp4")
     wait_until(lambda: record(app, download_id).downloaded_bytes > 4 * 1024 * 1024, timeout=20, interval=0.02)
@@ -254,7 +275,9 @@ def test_s3_download_completes_byte_exact_and_cleanup_removes_it(app, client, au
         assert not files_of(app, done).final_path.exists()
 
 
-def test_without_a_source_download_transport_fetches_from_the_origin_url(app, client, auth, worker, media, movie, configure):
+def test_without_a_source_download_transport_fetches_from_the_origin_url(
+    app, client, auth, worker, media, movie, configure
+):
     (media / "movie").mkdir()
     (media / "movie" / "480p").write_bytes(content := os.urandom(3 * 1024 * 1024))
     require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
@@ -272,5 +295,12 @@ def test_without_a_source_download_transport_fetches_from_the_origin_url(app, cl
 @pytest.mark.parametrize("transport, origin", [("http", "s3://media"), ("s3", ""), ("ftp", "ftp://x")])
 def test_a_transport_that_cannot_work_stops_the_app_at_start_up(tmp_path, transport, origin):
     with pytest.raises(SystemExit, match="DOWNLOAD_TRANSPORT"):
-        create_app({"TESTING": True, "DATABASE_URL": migrated_sqlite_url(tmp_path), "REDIS_URL": REDIS_URL,
-                    "DOWNLOAD_TRANSPORT": transport, "DOWNLOAD_ORIGIN_URL": origin})
+        create_app(
+            {
+                "TESTING": True,
+                "DATABASE_URL": migrated_sqlite_url(tmp_path),
+                "REDIS_URL": REDIS_URL,
+                "DOWNLOAD_TRANSPORT": transport,
+                "DOWNLOAD_ORIGIN_URL": origin,
+            }
+        )

@@ -1,15 +1,18 @@
 """The transfer actor on a real Redis broker with a real two-thread Dramatiq worker."""
+
 import pytest
 
-from support import wait_until
-from downloads_app.transfer import simulation
 from downloads_app.downloads.models import Download, StorageLedger
+from downloads_app.transfer import simulation
+from support import wait_until
 
 
 @pytest.fixture
 def start(client, auth, movie):
     def start(quality="480p", content_id="movie"):
-        response = client.post("/api/downloads/start", json={"content_id": content_id, "quality": quality}, headers=auth())
+        response = client.post(
+            "/api/downloads/start", json={"content_id": content_id, "quality": quality}, headers=auth()
+        )
         return response.json["download"]["id"]
 
     return start

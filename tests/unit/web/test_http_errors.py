@@ -1,4 +1,5 @@
 """The one table of HTTP statuses: every refusal has a status, and answers carry its reason."""
+
 import pytest
 
 from downloads_app.downloads import refusals
