@@ -1,5 +1,6 @@
 """Helpers shared by the tests, the test servers and the benchmarks (no side effects on import)."""
 
+import hashlib
 import socket
 import time
 from contextlib import closing
@@ -21,3 +22,8 @@ def free_port():
     with closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def sha256_hex(data):
+    """The SHA-256 of `data`, as the service records it (lowercase hex)."""
+    return hashlib.sha256(data).hexdigest()

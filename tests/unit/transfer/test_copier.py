@@ -5,7 +5,6 @@ would, and calls `copier.fetch` itself (no worker consumes the queue), so every 
 run is the test's to arrange and check. nginx's access log tells what was asked of the origin.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -23,37 +22,16 @@ from downloads_app.infra.stored_files import InsufficientStorage, StoredFiles
 from downloads_app.transfer import copier
 from downloads_app.transfer.copier import VerificationFailed
 from downloads_app.transfer.handle import RunHandle
-from support import wait_until
-from support.origins import NGINX, Nginx, require
+from support import sha256_hex, wait_until
 
-SIZE = 3 * 1024 * 1024 + 4321  # 13 chunks of DOWNLOAD_CHUNK_BYTES (256 KiB), the last one short
+MEDIA_SIZE = SIZE = 3 * 1024 * 1024 + 4321  # 13 chunks of DOWNLOAD_CHUNK_BYTES (256 KiB), the last one short
 TIMEOUTS = {"connect_timeout": 5, "read_timeout": 10}
 ACCESS_LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) (?P<bytes>\d+)')
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def media(tmp_path):
-    """The origin's directory, with movie.mp4 of random bytes."""
-    root = tmp_path / "media"
-    root.mkdir()
-    (root / "movie.mp4").write_bytes(os.urandom(SIZE))
-    return root
 
 
 @pytest.fixture
 def original(media):
     return (media / "movie.mp4").read_bytes()
-
-
-@pytest.fixture
-def nginx(media):
-    require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
-    with Nginx(media) as server:
-        yield server
 
 
 @pytest.fixture
@@ -168,24 +146,24 @@ def progress_events(redis_client):
 def test_the_whole_file_is_copied_byte_exact_and_its_sha256_given_to_finish(
     rt, nginx, location, original, with_checksum
 ):
-    download = claimed(rt, location, **({"sha256": sha256(original)} if with_checksum else {}))
+    download = claimed(rt, location, **({"sha256": sha256_hex(original)} if with_checksum else {}))
     finished, handle = fetch(rt, download)
     assert finished is True
     files = handle.files
     assert files.final_path.read_bytes() == original
     assert not files.part_path.exists() and not files.version_path.exists()
-    assert download.sha256 == sha256(original)  # handle.finish gave it to the download
+    assert download.sha256 == sha256_hex(original)  # handle.finish gave it to the download
     stored = record(download)
     assert (stored.status, stored.downloaded_bytes, stored.progress) == ("downloading", SIZE, 100)
     assert stored.sha256 is None  # recorded when the run completes, not before
-    assert run_writes.complete(rt, download).sha256 == sha256(original)
+    assert run_writes.complete(rt, download).sha256 == sha256_hex(original)
     assert gets(nginx, 1) == [(200, SIZE)]
 
 
 def test_a_catalogue_checksum_in_capitals_matches(rt, location, original):
-    download = claimed(rt, location, sha256=sha256(original).upper())
+    download = claimed(rt, location, sha256=sha256_hex(original).upper())
     assert fetch(rt, download)[0] is True
-    assert download.sha256 == sha256(original)
+    assert download.sha256 == sha256_hex(original)
 
 
 def test_progress_is_recorded_as_the_bytes_arrive(rt, location, progress_events):
@@ -212,7 +190,7 @@ def test_a_part_of_the_same_version_is_resumed_and_only_the_rest_asked_for(
     finished, _ = fetch(rt, download)
     assert finished is True
     assert files.final_path.read_bytes() == original
-    assert download.sha256 == sha256(original)  # the kept bytes count towards the checksum
+    assert download.sha256 == sha256_hex(original)  # the kept bytes count towards the checksum
     assert gets(nginx, 1) == [(206, SIZE - kept)]  # only the rest was sent
     assert events.until(SIZE)[0] == kept  # the record was first set to the bytes on disk
     assert record(download).downloaded_bytes == SIZE
@@ -224,7 +202,7 @@ def test_a_complete_part_of_the_same_version_is_finished_without_a_body(rt, ngin
     leave_part(files, original, validator(location))
     finished, _ = fetch(rt, download)
     assert finished is True and files.final_path.read_bytes() == original
-    assert download.sha256 == sha256(original)
+    assert download.sha256 == sha256_hex(original)
     [(status, _)] = gets(nginx, 1)
     assert status == 416  # nothing of the file left to send (nginx's body is its error page, not read)
     assert record(download).downloaded_bytes == SIZE
@@ -247,7 +225,7 @@ def test_a_changed_origin_version_starts_over_and_rebases_the_record(
     finished, _ = fetch(rt, download)
     assert finished is True
     assert files.final_path.read_bytes() == new_version
-    assert download.sha256 == sha256(new_version)
+    assert download.sha256 == sha256_hex(new_version)
     assert gets(nginx, 1) == [(200, SIZE)]  # If-Range failed: the whole new file
     seen = events.until(SIZE)
     assert seen[0] == 0 and seen == sorted(seen)  # rebased to the new start, then progress from there
@@ -325,7 +303,7 @@ def test_a_checksum_mismatch_discards_the_part_and_rebases_the_record_to_zero(rt
     with pytest.raises(VerificationFailed) as failed:
         fetch(rt, download)
     assert str(failed.value) == (
-        f"SHA-256 {sha256(original)} does not match the catalogue's {'0' * 64}; the next attempt starts from zero"
+        f"SHA-256 {sha256_hex(original)} does not match the catalogue's {'0' * 64}; the next attempt starts from zero"
     )
     files = rt.files.of(download)
     assert not files.part_path.exists() and not files.version_path.exists() and not files.final_path.exists()
@@ -404,7 +382,7 @@ def test_a_handle_whose_claim_was_lost_stops_and_leaves_the_part_for_resume(rt, 
     again = run_writes.claim(rt, download.id)
     finished, _ = fetch(rt, again)
     assert finished is True
-    assert files.final_path.read_bytes() == original and again.sha256 == sha256(original)
+    assert files.final_path.read_bytes() == original and again.sha256 == sha256_hex(original)
     assert (206, SIZE - kept) in gets(nginx, 2)  # the second run asked only for the rest
 
 

@@ -1,6 +1,5 @@
 """Real transfers through the worker: HTTP from nginx and a flaky origin, S3 from moto, the file served back."""
 
-import hashlib
 import os
 import time
 
@@ -8,32 +7,12 @@ import pytest
 
 from downloads_app import create_app
 from downloads_app.downloads.models import Download, StorageLedger
-from support import wait_until
+from support import sha256_hex, wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import REDIS_URL
 from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
-SIZE = 20 * 1024 * 1024 + 4321  # 20 MB and a bit: many chunks, not a round number
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def media(tmp_path):
-    """The origin's directory, with movie.mp4 of random bytes."""
-    root = tmp_path / "media"
-    root.mkdir()
-    (root / "movie.mp4").write_bytes(os.urandom(SIZE))
-    return root
-
-
-@pytest.fixture
-def nginx(media):
-    require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
-    with Nginx(media) as server:
-        yield server
+MEDIA_SIZE = SIZE = 20 * 1024 * 1024 + 4321  # 20 MB and a bit: many chunks, not a round number
 
 
 @pytest.fixture
@@ -103,9 +82,9 @@ def test_a_source_without_size_is_measured_at_the_origin(admin, nginx):
 
 def test_http_download_completes_byte_exact_and_is_served_with_ranges(app, client, auth, worker, nginx, media, real):
     original = (media / "movie.mp4").read_bytes()
-    download_id = real(f"{nginx.url}/movie.mp4", sha256=sha256(original))
+    download_id = real(f"{nginx.url}/movie.mp4", sha256=sha256_hex(original))
     done = until_status(app, download_id, "completed")
-    assert done.file_size_bytes == SIZE and done.downloaded_bytes == SIZE and done.sha256 == sha256(original)
+    assert done.file_size_bytes == SIZE and done.downloaded_bytes == SIZE and done.sha256 == sha256_hex(original)
     assert stored(app, done) == original
     with app.app_context():
         assert StorageLedger.get_by_id("alice").used_bytes == SIZE  # the quota is the real file's size
@@ -113,7 +92,7 @@ def test_http_download_completes_byte_exact_and_is_served_with_ranges(app, clien
     whole = client.get(f"/api/downloads/{download_id}/file", headers=auth())
     assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes"
     assert whole.headers["Content-Type"] == "video/mp4" and int(whole.headers["Content-Length"]) == SIZE
-    assert whole.headers["ETag"] == f'"{sha256(original)}"' and whole.data == original
+    assert whole.headers["ETag"] == f'"{sha256_hex(original)}"' and whole.data == original
     assert 'filename=movie-720p.mp4' in whole.headers["Content-Disposition"]
     part = client.get(f"/api/downloads/{download_id}/file", headers={**auth(), "Range": "bytes=1000-1999"})
     assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes 1000-1999/{SIZE}"
@@ -153,7 +132,7 @@ def test_a_cut_connection_resumes_with_range_and_finishes_byte_exact(app, worker
     original = (media / "movie.mp4").read_bytes()
     configure(DOWNLOAD_MAX_ATTEMPTS=10)
     with FlakyOrigin(media / "movie.mp4", max_bytes=6 * 1024 * 1024) as origin:  # each answer cut at 6 MiB
-        download_id = real(origin.url, sha256=sha256(original))
+        download_id = real(origin.url, sha256=sha256_hex(original))
         done = until_status(app, download_id, "completed")
     assert stored(app, done) == original
     assert done.attempts == 4  # 6 + 6 + 6 + 2.x MiB: each attempt continued where the last was cut
@@ -170,7 +149,7 @@ def test_an_origin_that_changed_between_attempts_restarts_from_zero(app, worker,
         path.write_bytes(new_version)
         done = until_status(app, download_id, "completed", timeout=60)
     assert stored(app, done) == new_version
-    assert done.file_size_bytes == SIZE - 5000 and done.sha256 == sha256(new_version)
+    assert done.file_size_bytes == SIZE - 5000 and done.sha256 == sha256_hex(new_version)
     with app.app_context():
         assert StorageLedger.get_by_id("alice").used_bytes == SIZE - 5000  # the quota followed the file
 
@@ -266,9 +245,9 @@ def test_s3_download_completes_byte_exact_and_cleanup_removes_it(app, client, au
         for name, value in {**MotoS3.CREDENTIALS, "S3_ENDPOINT_URL": s3.endpoint_url}.items():
             monkeypatch.setenv(name, value)
         location = s3.put("media", "movie/720p.mp4", original)
-        download_id = real(location, sha256=sha256(original))
+        download_id = real(location, sha256=sha256_hex(original))
         done = until_status(app, download_id, "completed")
-    assert stored(app, done) == original and done.sha256 == sha256(original)
+    assert stored(app, done) == original and done.sha256 == sha256_hex(original)
     cleaned = client.post("/api/downloads/cleanup", headers=auth())
     assert cleaned.json["freed_bytes"] == str(SIZE)
     with app.app_context():
