@@ -11,6 +11,10 @@ from support import wait_until
 
 # Deletes are rare so that most of the loop races the worker on live downloads.
 ACTIONS = {"pause": 4, "resume": 4, "cancel": 1, "retry": 2, "delete": 0.2}
+# Each thread fires at least MIN_ACTIONS, then goes on until this many actions were accepted in
+# all (the race was real, whatever the machine's speed), and at most MAX_ACTIONS.
+ACCEPTED_ENOUGH = 60
+MIN_ACTIONS, MAX_ACTIONS = 150, 750
 
 
 def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, auth, movie, titles, configure):
@@ -40,7 +44,9 @@ def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, a
 
     def fire(seed, count):
         rng, own_client = random.Random(seed), app.test_client()
-        for _ in range(count):
+        for fired in range(count):
+            if fired >= MIN_ACTIONS and sum(code == 200 for _, code in answers) >= ACCEPTED_ENOUGH:
+                return
             download_id = rng.choice(ids)
             action = rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
             if action == "delete":
@@ -52,7 +58,7 @@ def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, a
     started_at = time.monotonic()
     sampler = threading.Thread(target=sample)
     sampler.start()
-    firing = [threading.Thread(target=fire, args=(seed, 150)) for seed in (1, 2)]
+    firing = [threading.Thread(target=fire, args=(seed, MAX_ACTIONS)) for seed in (1, 2)]
     for thread in firing:
         thread.start()
     for thread in firing:
@@ -69,7 +75,7 @@ def test_lifecycle_actions_racing_the_worker_keep_every_invariant(app, worker, a
     sampler.join()
 
     assert {code for _, code in answers} <= {200, 404, 409}, answers
-    assert sum(code == 200 for _, code in answers) > 50  # the race was real, not all refusals
+    assert sum(code == 200 for _, code in answers) >= ACCEPTED_ENOUGH  # the race was real, not all refusals
     with app.app_context():
         rows = list(Download.select())
         for row in rows:
