@@ -39,7 +39,15 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="downl
 
 
 def on_starting(server):
-    """Start from empty metrics: files of an earlier run's processes would count again."""
+    """Refuse to start without a usable JWT_SECRET; start from empty metrics.
+
+    The app refuses it too, but in a worker that gunicorn would boot again and again. The
+    metrics files of an earlier run's processes would count again.
+    """
+    from downloads_app.config import jwt_secret_problem, load_settings, settings_from
+
+    if problem := jwt_secret_problem(settings_from(load_settings())):
+        raise SystemExit(problem)
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)

@@ -1,13 +1,6 @@
 """The offline-downloads API: `create_app()` builds the Flask application."""
 
-import logging
-import os
-
 from flask import Flask
-
-# Set (to a non-empty value) in the environment of processes whose parent has already warned that
-# JWT_SECRET is not set: `make run`'s devserver warns once, not in each process it starts.
-DEV_SECRET_WARNED = "DOWNLOADS_DEV_SECRET_WARNED"
 
 
 def create_app(test_config=None):
@@ -15,7 +8,7 @@ def create_app(test_config=None):
     # Imported here, not at module level, so that importing a light module of this package
     # (gunicorn's config loads `downloads_app.infra.logs` in the master) does not import Dramatiq,
     # redis and PyJWT before gevent's monkey-patching in the workers.
-    from downloads_app.config import DEV_JWT_SECRET, load_settings, settings_from
+    from downloads_app.config import jwt_secret_problem, load_settings, settings_from
     from downloads_app.downloads import catalogue
     from downloads_app.downloads.runtime import build_runtime
     from downloads_app.infra import broker, database, event_hub, logs
@@ -31,10 +24,8 @@ def create_app(test_config=None):
         raise SystemExit(problem)  # at start-up, not at the first download
     if not app.testing:
         logs.configure(settings.log_format)
-    if settings.jwt_secret == DEV_JWT_SECRET and not app.testing and not os.environ.get(DEV_SECRET_WARNED):
-        logging.getLogger(__name__).warning(
-            "JWT_SECRET is not set: using the development secret. Set it in production."
-        )
+    if not app.testing and (problem := jwt_secret_problem(settings)):
+        raise SystemExit(problem)  # a missing or guessable secret would let anyone mint admin tokens
     database.connect(settings)
     app.teardown_appcontext(_close_database_connection)
     app.extensions["broker"] = broker.make_broker(settings)

@@ -11,7 +11,9 @@ VAR_DIR = PROJECT_ROOT / "var"
 
 # Bits per second by quality; ~0.3, 0.7, 1.5, 3 and 7 GB per hour of video.
 DEFAULT_BITRATES_KBPS = "360p=667,480p=1556,720p=3333,1080p=6667,2160p=15556"
-DEV_JWT_SECRET = "insecure-development-secret-set-JWT_SECRET-in-production"
+# HS256 keys shorter than its hash are refused by RFC 7518 (3.2) and warned about by PyJWT.
+MIN_JWT_SECRET_BYTES = 32
+NEW_SECRET_COMMAND = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 def _origins(text):
@@ -36,7 +38,9 @@ SETTINGS = {
     "DATABASE_POOL_TIMEOUT": (float, 10.0),
     "REDIS_URL": (str, "redis://127.0.0.1:6379/0"),
     "REDIS_TIMEOUT_SECONDS": (float, 2.0),
-    "JWT_SECRET": (str, DEV_JWT_SECRET),
+    "JWT_SECRET": (str, ""),  # no default: a secret in the repository would let anyone mint tokens
+    # Read when JWT_SECRET is empty; `make run` creates it (random, mode 0600) for this checkout.
+    "JWT_SECRET_FILE": (str, str(VAR_DIR / "jwt-secret")),
     "JWT_TTL_SECONDS": (int, 24 * 3600),
     "STORAGE_QUOTA_BYTES": (int, 50_000_000_000),
     "QUALITY_BITRATES_KBPS": (_bitrates, DEFAULT_BITRATES_KBPS),
@@ -102,4 +106,31 @@ def load_settings(environ=None):
         raw = environ.get(name)
         value = default if raw in (None, "") else raw
         settings[name] = parse(value) if isinstance(value, str) else value
+    if not settings["JWT_SECRET"]:
+        settings["JWT_SECRET"] = _secret_in(settings["JWT_SECRET_FILE"])
     return settings
+
+
+def _secret_in(path):
+    """The secret kept in `path` (JWT_SECRET_FILE), or "" when there is no such file."""
+    try:
+        return Path(path).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def jwt_secret_problem(settings):
+    """Why these settings cannot sign tokens safely, or None."""
+    if not settings.jwt_secret:
+        return (
+            f"JWT_SECRET is not set (nor in {settings.jwt_secret_file}): refusing to start. "
+            "The API, the worker and the CLI must share one random secret of at least "
+            f"{MIN_JWT_SECRET_BYTES} bytes. Set JWT_SECRET in their environment, or in .env at the "
+            f'repository root: echo "JWT_SECRET=$({NEW_SECRET_COMMAND})" >> .env'
+        )
+    if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+        return (
+            f"JWT_SECRET is {len(settings.jwt_secret.encode())} bytes long: refusing to start with fewer than "
+            f"{MIN_JWT_SECRET_BYTES}. Replace it with the output of {NEW_SECRET_COMMAND}"
+        )
+    return None

@@ -3,11 +3,14 @@
 Migrates the database and loads the demo titles (the CLI commands of the README's two-terminal
 way), starts Redis (embedded if none answers), gunicorn and the worker, and once the API is
 ready and the worker has checked in, prints where the dashboard, the admin page and Swagger
-UI are, with a token for the demo user. The JWT_SECRET warning is given here, once: the
-processes started from here are told not to repeat it.
+UI are, with a token for the demo user. Without JWT_SECRET it makes a random one for this
+checkout (JWT_SECRET_FILE) and gives it to every process it starts. Ctrl-C stops the worker
+first, so that running transfers hand their downloads back, then the API, then Redis.
 """
 
+import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,25 +21,57 @@ from urllib.parse import urlparse
 import redis
 import requests
 
-from downloads_app import DEV_SECRET_WARNED, create_app
-from downloads_app.config import PROJECT_ROOT, VAR_DIR
+from downloads_app import create_app
+from downloads_app.config import PROJECT_ROOT, VAR_DIR, load_settings
 from downloads_app.infra import worker_registry
 from downloads_app.infra.embedded_redis import ensure_redis
 from downloads_app.web.cli import DEMO_USER
 
 STILL_WAITING_AFTER_SECONDS = 60
+# Past these, a service that was told to stop is killed: the worker's transfers stop at their
+# next step, gunicorn's graceful_timeout is 30 s.
+STOP_SECONDS = {"the worker": 40, "the API": 40, "Redis": 10}
 
 
-def _stop(processes):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _jwt_secret():
+    """JWT_SECRET, or this checkout's random one (JWT_SECRET_FILE), made the first time."""
+    settings = load_settings()
+    path = Path(settings["JWT_SECRET_FILE"])
+    if not settings["JWT_SECRET"] and not path.exists():  # an empty file: create_app says so
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+        print(f"JWT_SECRET is not set: made a random one in {_shown(path)}, used by this checkout's processes.")
+        settings = load_settings()
+    return settings["JWT_SECRET"]
+
+
+def _start(command, env):
+    # Its own session: a terminal's Ctrl-C reaches only the devserver, which stops everything in order.
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+
+
+def _stop(services):
+    """SIGTERM to each (name, process) in turn, waiting for it; a second Ctrl-C kills what is left."""
+    try:
+        for name, process in services:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=STOP_SECONDS[name])
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop within {STOP_SECONDS[name]} s: killed.", file=sys.stderr)
+                _kill(process)
+    except KeyboardInterrupt:
+        for _, process in services:
+            _kill(process)
+
+
+def _kill(process):
+    """SIGKILL to the process' group (its session), so that no child of it is left behind."""
+    with contextlib.suppress(ProcessLookupError):  # it has exited and been reaped
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _flask(env, *args, **kwargs):
@@ -72,13 +107,17 @@ def _waiting_for(app, base, since):
     return missing
 
 
+def _shown(path):
+    """`path` relative to the project's folder when it is inside it."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _cli_path(name):
     """How to call a console script of this environment from the project's folder."""
-    script = Path(sys.executable).parent / name
-    try:
-        return str(script.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(script)
+    return _shown(Path(sys.executable).parent / name)
 
 
 def _banner(base, token):
@@ -111,14 +150,14 @@ def _supervise(app, services, base, token, since):
 
 
 def main():
-    # Ctrl-C reaches the children too (same process group); SIGTERM is passed on by _stop.
+    # Ctrl-C reaches only this process (the services have their own sessions); SIGTERM too.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     port = os.environ.get("PORT", "8000")
     base = f"http://127.0.0.1:{port}"
-    app = create_app()  # warns here if JWT_SECRET is not set; the children below do not
-    env = {**os.environ, DEV_SECRET_WARNED: "1"}
-    services, redis_server = [], None
+    env = {**os.environ, "JWT_SECRET": _jwt_secret()}
+    app = create_app()
+    services = []  # (name, process), in the order they are stopped
     try:
         try:
             _flask(env, "db", "upgrade")
@@ -131,25 +170,20 @@ def main():
         redis_dir = VAR_DIR / f"redis-{urlparse(redis_url).port or 6379}"
         redis_server = ensure_redis(redis_url, redis_dir)
         if redis_server:
+            services.append(("Redis", redis_server))
             print(f"No Redis answered at {redis_url}: started an embedded one (append-only, data in {redis_dir}).")
         since = time.time()
-        services = [
-            subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-                cwd=PROJECT_ROOT,
-                env=env,
-            ),
-            subprocess.Popen(
-                [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
-                cwd=PROJECT_ROOT,
-                env=env,
-            ),
-        ]
-        status = _supervise(app, services, base, token, since)
+        gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+        services.insert(0, ("the API", _start(gunicorn, env)))
+        worker = [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"]
+        services.insert(0, ("the worker", _start(worker, env)))
+        status = _supervise(app, [process for _, process in services[:2]], base, token, since)  # worker, API
     except KeyboardInterrupt:
         status = 0
-    _stop(services)
-    _stop([redis_server] if redis_server else [])  # last: the worker stops without Redis errors
+    if services:
+        # The worker first, while Redis is up: its running transfers hand their downloads back.
+        print(f"Stopping {', then '.join(name for name, _ in services)}...", flush=True)
+        _stop(services)
     return status
 
 

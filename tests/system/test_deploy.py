@@ -49,6 +49,19 @@ def test_compose_file_defines_the_services_with_health_checks_and_a_migration_st
     storage = services["api"]["environment"]["STORAGE_DIR"]
     assert services["worker"]["environment"]["STORAGE_DIR"] == storage
     assert services["api"]["volumes"] == services["worker"]["volumes"] and storage.startswith("/var/lib/downloads")
+    # Compose refuses to start without JWT_SECRET (`${VAR:?message}`) rather than run with none.
+    for name in ("api", "worker", "migrate"):
+        assert services[name]["environment"]["JWT_SECRET"].startswith("${JWT_SECRET:?set JWT_SECRET"), name
+
+
+def test_no_deployment_file_carries_a_jwt_secret():
+    """The secret comes from the operator (environment, EnvironmentFile, platform settings), never from here."""
+    for path in DEPLOY.rglob("*"):
+        if path.is_file() and path.suffix != ".md":
+            for line in path.read_text().splitlines():
+                if line.lstrip().startswith("#"):
+                    continue
+                assert not re.search(r"(^|\s|=)JWT_SECRET\s*[=:]\s*(?!\$\{JWT_SECRET:\?)\S", line), (path, line)
 
 
 def test_dockerfile_copies_what_exists_and_runs_as_a_non_root_user():
@@ -89,6 +102,27 @@ def unit_env(database_url, tmp_path):
         "dramatiq_prom_db": str(tmp_path / "metrics"),
         "dramatiq_prom_port": str(free_port()),
     }
+
+
+@pytest.mark.parametrize(
+    "unit, command_line",
+    [
+        ("downloads-api.service", "ExecStart"),
+        ("downloads-api.service", "ExecStartPre"),
+        ("downloads-worker.service", "ExecStart"),
+    ],
+)
+def test_systemd_units_refuse_to_start_without_jwt_secret(unit_env, tmp_path, unit, command_line):
+    """A production start that forgot JWT_SECRET exits at once, saying so, instead of signing with a known one."""
+    _, env = unit_env
+    env = {name: value for name, value in env.items() if name != "JWT_SECRET"}
+    env["JWT_SECRET_FILE"] = str(tmp_path / "no-secret-here")  # not this checkout's make run secret
+    command = unit_commands(unit)[command_line]
+    started = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode != 0
+    output = started.stdout + started.stderr
+    assert "JWT_SECRET is not set" in output and "refusing to start" in output, output
+    assert "Traceback" not in output, output
 
 
 def run_until_ready(command, env, ready, tmp_path, name):
