@@ -64,7 +64,16 @@ def _snapshot(user_id, download_id, last_event_id):
     return [event_hub.event("status", d) for d in query.order_by(Download.updated_at).limit(SNAPSHOT_LIMIT)]
 
 
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
 def _stream(user_id, download_id=None):
+    if request.method == "HEAD":
+        # Flask runs this view for HEAD and drops the body: a generator that never starts never
+        # runs its `finally`, so a subscription opened here would stay open for good.
+        if download_id:
+            user_actions.get_download(user_id, download_id)  # the 404 a GET would answer
+        return Response(mimetype="text/event-stream", headers=STREAM_HEADERS)
     hub = current_app.extensions["event_hub"]
     heartbeat = current_app.config["SSE_HEARTBEAT_SECONDS"]
     last_event_id = request.headers.get("Last-Event-ID", "")
@@ -104,7 +113,7 @@ def _stream(user_id, download_id=None):
     return Response(
         generate(),
         mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=STREAM_HEADERS,
     )
 
 
