@@ -27,6 +27,16 @@ class ByteCount(fields.Integer):
         super().__init__(as_string=True, **kwargs)
 
 
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match: with `re.match`, `$` also matches before a final
+    newline. The pattern keeps its `^…$` for the spec, whose (ECMAScript) `$` is the end."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 class UtcDateTime(fields.DateTime):
     """ISO 8601 time in UTC; the database stores naive UTC."""
 
@@ -68,9 +78,9 @@ def spec_properties(app):
     return add_properties
 
 
-CONTENT_ID_FORMAT = validate.Regexp(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
+CONTENT_ID_FORMAT = FullMatch(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
 # Text a person typed: no control characters (PostgreSQL refuses NUL in text, too).
-PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
+PRINTABLE = FullMatch(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
 
 
 class StrictSchema(ma.Schema):
@@ -98,7 +108,7 @@ class IdempotencyHeaderSchema(ma.Schema):
 
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=validate.Regexp(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
+        validate=FullMatch(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
         metadata={
             "description": "Repeat a start with the same key to get the same download back",
             "example": f"start-{DEMO_CONTENT_ID}-{DEMO_QUALITY}-1",
@@ -158,7 +168,7 @@ class SetSourceSchema(StrictSchema):
         required=True,
         validate=[
             validate.Length(max=2048),
-            validate.Regexp(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
+            FullMatch(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
         ],
         metadata={
             "description": "http(s)://host/path or s3://bucket/key",
@@ -175,7 +185,7 @@ class SetSourceSchema(StrictSchema):
     )
     sha256 = fields.String(
         allow_none=True,
-        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
+        validate=FullMatch(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
         metadata={"description": "Checked after every transfer when given", "example": None},
     )
     content_type = fields.String(
