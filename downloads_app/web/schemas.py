@@ -13,6 +13,7 @@ from downloads_app.web.current import current_runtime
 MAX_PAGE_SIZE = 100
 CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
 MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
+MAX_BYTE_COUNT = 2**63 - 1  # the byte columns are 64-bit signed integers (BIGINT)
 
 # Examples in the spec, so that Swagger UI's "Try it out" works against `flask demo seed`
 # (downloads_app/web/cli.py DEMO_TITLES) with the default qualities (config QUALITY_BITRATES_KBPS).
@@ -176,7 +177,7 @@ class SetSourceSchema(StrictSchema):
         },
     )
     size_bytes = ByteCount(
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_BYTE_COUNT),
         metadata={
             "description": "Asked of the origin when left out",
             "pattern": "^[1-9][0-9]*$",

@@ -228,3 +228,17 @@ def test_patterns_refuse_a_trailing_newline(client, auth, movie, method, path, b
 
 def test_path_ids_with_a_trailing_newline_are_not_found(client, auth, movie):
     assert client.get("/api/contents/movie%0A", headers=auth()).status_code == 404
+
+
+@pytest.mark.parametrize("size", [str(2**63), str(10**23), 1e23])
+def test_a_source_size_the_database_cannot_hold_gets_422(client, auth, movie, size):
+    body = {**SOURCE, "size_bytes": size}
+    response = client.put("/api/contents/movie/sources/480p", json=body, headers=auth("root", admin=True))
+    assert response.status_code == 422
+    assert "size_bytes" in response.json["errors"]["json"]
+
+
+def test_the_largest_source_size_the_database_holds_is_saved(client, auth, movie):
+    body = {**SOURCE, "size_bytes": str(2**63 - 1)}
+    response = client.put("/api/contents/movie/sources/480p", json=body, headers=auth("root", admin=True))
+    assert response.status_code == 200 and response.json["source"]["size_bytes"] == str(2**63 - 1)
