@@ -2,7 +2,14 @@
 
 import requests
 
-from downloads_app.infra.origins import CONTENT_RANGE, FileFacts, OriginError, OriginResponse, is_permanent
+from downloads_app.infra.origins import (
+    CONTENT_RANGE,
+    FileFacts,
+    OriginError,
+    OriginResponse,
+    checked_size,
+    is_permanent,
+)
 
 # identity: offsets count the bytes of the file as stored, not of a compressed encoding.
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -29,7 +36,7 @@ def describe(url, *, connect_timeout, read_timeout):
         if "Content-Length" not in response.headers:
             raise OriginError(f"{url}: the origin did not say the file's size", permanent=True)
         return FileFacts(
-            size=int(response.headers["Content-Length"]),
+            size=checked_size(url, response.headers["Content-Length"], "Content-Length"),
             content_type=response.headers.get("Content-Type"),
             validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
         )
@@ -75,14 +82,14 @@ def _span(url, response, offset):
     if status == 200:
         if "Content-Length" not in response.headers:
             raise OriginError(f"{url}: the origin did not say the file's size", permanent=True)
-        return 0, int(response.headers["Content-Length"])
+        return 0, checked_size(url, response.headers["Content-Length"], "Content-Length")
     if status not in (206, 416) or (status == 416 and not offset):
         raise OriginError(f"{url}: HTTP {status}", permanent=is_permanent(status))
     content_range = response.headers.get("Content-Range", "")
     match = CONTENT_RANGE.fullmatch(content_range)
     if not match:
         raise OriginError(f"{url}: HTTP {status} with Content-Range {content_range!r}", permanent=True)
-    return int(match["start"] or offset), int(match["total"])
+    return int(match["start"] or offset), checked_size(url, match["total"], "Content-Range")
 
 
 def _body(url, response, chunk_size):

@@ -1,14 +1,17 @@
 """Fetching and resuming files from real origins: nginx, a server that cuts bodies short, moto's S3."""
 
 import hashlib
+import io
 import os
 import socket
+import threading
 import time
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range
+from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range, s3_origin
 from support import free_port
 from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
 
@@ -50,6 +53,36 @@ def nginx(movie):
     require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
     with Nginx(movie.parent) as server:
         yield server
+
+
+@pytest.fixture
+def answering():
+    """answering({path: (status, headers)}) -> base URL of a local server giving those answers, empty bodies."""
+    servers = []
+
+    def start(answers):
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                status, headers = answers[self.path]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            do_GET = do_HEAD
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +302,58 @@ def test_s3_describe_uses_head_object(s3, movie):
     with pytest.raises(OriginError) as raised:
         describe("s3://movies/missing.mp4", **TIMEOUTS)
     assert raised.value.permanent
+
+
+# ---------------------------------------------------------------- sizes no file can have
+
+NOT_SIZES = ["-5", "abc", "", str(2**63)]
+
+
+@pytest.mark.parametrize("length", NOT_SIZES)
+def test_http_a_content_length_that_is_no_size_is_a_permanent_error(answering, length):
+    base = answering({"/movie.mp4": (200, {"Content-Length": length, "Connection": "close"})})
+    for call in (describe, open_range):
+        with pytest.raises(OriginError) as raised:
+            call(f"{base}/movie.mp4", **TIMEOUTS)
+        assert raised.value.permanent
+
+
+@pytest.mark.parametrize("total", ["-5", "²", str(2**63)])
+def test_http_a_content_range_that_is_no_size_is_a_permanent_error(answering, total):
+    headers = {"Content-Range": f"bytes 10-20/{total}", "Content-Length": "0", "Connection": "close"}
+    base = answering({"/movie.mp4": (206, headers)})
+    with pytest.raises(OriginError) as raised:
+        open_range(f"{base}/movie.mp4", 10, None, **TIMEOUTS)
+    assert raised.value.permanent
+
+
+class FakeS3:
+    """A client whose answers say a size no file can have."""
+
+    def __init__(self, length, content_range=None):
+        self.answer = {"ContentLength": length, "Body": io.BytesIO()}
+        if content_range is not None:
+            self.answer["ContentRange"] = content_range
+
+    def head_object(self, **request):
+        return self.answer
+
+    def get_object(self, **request):
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "client",
+    [FakeS3(-5), FakeS3(2**63), FakeS3(0, content_range="bytes 1-2/-5"), FakeS3(0, content_range="nonsense")],
+    ids=["negative", "too large", "negative range", "malformed range"],
+)
+def test_s3_a_size_that_is_no_size_is_a_permanent_error(monkeypatch, client):
+    monkeypatch.setattr(s3_origin, "_client", lambda *timeouts: client)
+    calls = [open_range] if "ContentRange" in client.answer else [describe, open_range]
+    for call in calls:
+        with pytest.raises(OriginError) as raised:
+            call("s3://movies/movie.mp4", **TIMEOUTS)
+        assert raised.value.permanent
 
 
 # ---------------------------------------------------------------- no origin
