@@ -53,6 +53,8 @@ SETTINGS = {
     "STORAGE_FREE_MARGIN_BYTES": (int, 1_000_000_000),
     "DOWNLOAD_CONNECT_TIMEOUT_SECONDS": (float, 10.0),
     "DOWNLOAD_READ_TIMEOUT_SECONDS": (float, 20.0),  # below DOWNLOAD_STALL_SECONDS
+    # Whether an origin may redirect to another host at a loopback, link-local or private address.
+    "DOWNLOAD_ALLOW_PRIVATE_REDIRECTS": (_flag, "false"),
     "DOWNLOAD_CHUNK_BYTES": (int, 256 * 1024),
     "DOWNLOAD_PROGRESS_BYTES": (int, 1024 * 1024),
     "DOWNLOAD_MAX_BYTES_PER_SECOND": (int, 0),

@@ -89,15 +89,34 @@ def _transport(location):
     return transport
 
 
-def describe(location, *, connect_timeout, read_timeout):
-    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError."""
-    return _transport(location).describe(location, connect_timeout=connect_timeout, read_timeout=read_timeout)
+def describe(location, *, connect_timeout, read_timeout, allow_private_redirects=False):
+    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError.
+
+    HTTP redirects to another host are followed only to public addresses, unless
+    `allow_private_redirects`.
+    """
+    return _transport(location).describe(
+        location,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        allow_private_redirects=allow_private_redirects,
+    )
 
 
-def open_range(location, offset=0, validator=None, *, connect_timeout, read_timeout, chunk_size=DEFAULT_CHUNK_SIZE):
+def open_range(
+    location,
+    offset=0,
+    validator=None,
+    *,
+    connect_timeout,
+    read_timeout,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    allow_private_redirects=False,
+):
     """Ask the origin for `location` from byte `offset` on, if it is still the version `validator` names.
 
-    Without a validator the ranged request is unconditional. Raises OriginError.
+    Without a validator the ranged request is unconditional. Redirects as for `describe`.
+    Raises OriginError.
     """
     return _transport(location).open_range(
         location,
@@ -106,4 +125,5 @@ def open_range(location, offset=0, validator=None, *, connect_timeout, read_time
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         chunk_size=chunk_size,
+        allow_private_redirects=allow_private_redirects,
     )

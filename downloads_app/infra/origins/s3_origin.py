@@ -46,8 +46,9 @@ def _bucket_and_key(location):
     return {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
 
 
-def describe(location, *, connect_timeout, read_timeout):
+def describe(location, *, connect_timeout, read_timeout, allow_private_redirects=False):
     """The object's size, type and ETag from HeadObject."""
+    del allow_private_redirects  # botocore follows only S3's own redirects, to the bucket's region
     try:
         answer = _client(connect_timeout, read_timeout).head_object(**_bucket_and_key(location))
     except ClientError as error:
@@ -59,8 +60,11 @@ def describe(location, *, connect_timeout, read_timeout):
     return FileFacts(size=size, content_type=answer.get("ContentType"), validator=answer.get("ETag"))
 
 
-def open_range(location, offset, validator, *, connect_timeout, read_timeout, chunk_size):
+def open_range(
+    location, offset, validator, *, connect_timeout, read_timeout, chunk_size, allow_private_redirects=False
+):
     """The object at s3://bucket/key from `offset` on, or all of it when its ETag is no longer `validator`."""
+    del allow_private_redirects  # as in describe
     request = _bucket_and_key(location)
     if offset:
         request["Range"] = f"bytes={offset}-"

@@ -4,16 +4,14 @@ import hashlib
 import io
 import os
 import socket
-import threading
 import time
-from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack, closing
 
 import pytest
 
 from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range, s3_origin
 from support import free_port
-from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
+from support.origins import MOTO, NGINX, FixedAnswers, FlakyOrigin, MotoS3, Nginx, empty_file, redirect_to, require
 
 SIZE = 3 * 1024 * 1024 + 123
 TIMEOUTS = {"connect_timeout": 2, "read_timeout": 5}
@@ -58,31 +56,8 @@ def nginx(movie):
 @pytest.fixture
 def answering():
     """answering({path: (status, headers)}) -> base URL of a local server giving those answers, empty bodies."""
-    servers = []
-
-    def start(answers):
-        class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self):
-                status, headers = answers[self.path]
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-
-            do_GET = do_HEAD
-
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with ExitStack() as servers:
+        yield lambda answers: servers.enter_context(FixedAnswers(answers)).url
 
 
 @pytest.fixture(scope="module")
@@ -354,6 +329,44 @@ def test_s3_a_size_that_is_no_size_is_a_permanent_error(monkeypatch, client):
         with pytest.raises(OriginError) as raised:
             call("s3://movies/movie.mp4", **TIMEOUTS)
         assert raised.value.permanent
+
+
+# ---------------------------------------------------------------- redirects
+
+
+@pytest.fixture
+def redirecting(answering):
+    """(URL that redirects to another server on 127.0.0.1, that server's file URL)."""
+    target = answering({"/movie.mp4": empty_file()})
+    first = answering({"/movie.mp4": redirect_to(f"{target}/movie.mp4")})
+    return f"{first}/movie.mp4", f"{target}/movie.mp4"
+
+
+def test_a_redirect_to_a_loopback_address_is_refused_by_default(redirecting):
+    url, _ = redirecting
+    for call in (describe, open_range):
+        with pytest.raises(OriginError, match="not a public address") as raised:
+            call(url, **TIMEOUTS)
+        assert raised.value.permanent
+
+
+def test_a_redirect_to_a_private_address_is_followed_when_allowed(redirecting):
+    url, _ = redirecting
+    assert describe(url, **TIMEOUTS, allow_private_redirects=True).size == 0
+    response, body = fetch(url, allow_private_redirects=True)
+    assert (response.total_size, body) == (0, b"")
+
+
+def test_a_redirect_within_the_origin_the_admin_chose_is_followed(answering):
+    base = answering({"/old.mp4": redirect_to("/movie.mp4"), "/movie.mp4": empty_file()})
+    assert describe(f"{base}/old.mp4", **TIMEOUTS).size == 0
+
+
+def test_endless_redirects_are_a_permanent_error(answering):
+    base = answering({"/loop.mp4": redirect_to("/loop.mp4")})
+    with pytest.raises(OriginError, match="redirects") as raised:
+        describe(f"{base}/loop.mp4", **TIMEOUTS)
+    assert raised.value.permanent
 
 
 # ---------------------------------------------------------------- no origin
