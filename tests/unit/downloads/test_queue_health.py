@@ -95,6 +95,16 @@ def test_stalled_downloads_are_listed_and_requeued_running_ones_refused(app, cli
     assert client.post("/api/queue/downloads/nope/requeue", headers=admin).status_code == 404
 
 
+def test_a_cancelled_download_is_not_requeued(app, client, auth, start):
+    # A user's retry of it passes the admission checks (held title, cap); a requeue would not.
+    cancelled = start()
+    client.post(f"/api/downloads/{cancelled}/cancel", headers=auth())
+    again = start()
+    response = client.post(f"/api/queue/downloads/{cancelled}/requeue", headers=auth("root", admin=True))
+    assert response.status_code == 409 and response.json["reason"] == "invalid_transition"
+    assert (status_of(app, cancelled), status_of(app, again)) == ("cancelled", "pending")
+
+
 def test_queue_routes_are_for_admins_only(client, auth, start):
     download_id = start()
     assert client.get("/api/queue/health", headers=auth()).status_code == 403
