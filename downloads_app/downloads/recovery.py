@@ -110,7 +110,14 @@ def requeue(rt, download_id):
             # Only failed ones: a cancelled download comes back by the user's retry, which
             # passes the admission checks (a title held again, the active cap).
             moved = apply(
-                rt, "retry", Download.id == download_id, Download.status == lifecycle.FAILED, attempts=0, error=None
+                rt,
+                "retry",
+                Download.id == download_id,
+                Download.status == lifecycle.FAILED,
+                attempts=0,
+                error=None,
+                downloaded_bytes=0,  # as the user's retry: the failure removed the files
+                progress=0,
             )
         if not moved:
             raise InvalidTransition(
