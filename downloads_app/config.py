@@ -25,6 +25,12 @@ def _flag(text):
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _directory(text):
+    """An absolute path: a relative one is the project root's, as `.env` is, so every process
+    agrees on it whatever its working directory (Flask would serve it from the package's)."""
+    return os.path.normpath(PROJECT_ROOT / Path(text).expanduser())
+
+
 def _bitrates(text):
     """Parse `360p=667,480p=1556` into {"360p": 667, ...} (kilobits per second)."""
     pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
@@ -47,10 +53,12 @@ SETTINGS = {
     "DOWNLOAD_TRANSPORT": (str, "simulated"),
     # Real transfers: where files come from when the catalogue names no source, where they go.
     "DOWNLOAD_ORIGIN_URL": (str, ""),
-    "STORAGE_DIR": (str, str(VAR_DIR / "storage")),
+    "STORAGE_DIR": (_directory, str(VAR_DIR / "storage")),
     "STORAGE_FREE_MARGIN_BYTES": (int, 1_000_000_000),
     "DOWNLOAD_CONNECT_TIMEOUT_SECONDS": (float, 10.0),
     "DOWNLOAD_READ_TIMEOUT_SECONDS": (float, 20.0),  # below DOWNLOAD_STALL_SECONDS
+    # Whether an origin may redirect to another host at a loopback, link-local or private address.
+    "DOWNLOAD_ALLOW_PRIVATE_REDIRECTS": (_flag, "false"),
     "DOWNLOAD_CHUNK_BYTES": (int, 256 * 1024),
     "DOWNLOAD_PROGRESS_BYTES": (int, 1024 * 1024),
     "DOWNLOAD_MAX_BYTES_PER_SECOND": (int, 0),
@@ -81,7 +89,7 @@ SETTINGS = {
 
 
 # The Python type of each parser's result, for the fields of Settings.
-_TYPES = {_origins: list, _flag: bool, _bitrates: dict}
+_TYPES = {_origins: list, _flag: bool, _bitrates: dict, _directory: str}
 
 Settings = make_dataclass(
     "Settings",

@@ -101,6 +101,7 @@ def set_source(settings, content_id, quality, location, size_bytes=None, sha256=
                 location,
                 connect_timeout=settings.download_connect_timeout_seconds,
                 read_timeout=settings.download_read_timeout_seconds,
+                allow_private_redirects=settings.download_allow_private_redirects,
             )
         except origins.OriginError as exc:
             raise OriginUnusable(f"The origin did not describe the file: {exc}") from exc

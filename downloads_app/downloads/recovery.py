@@ -107,7 +107,18 @@ def requeue(rt, download_id):
         elif download.status == lifecycle.DOWNLOADING:
             moved = apply(rt, "requeue", Download.id == download_id, stalled(rt.settings), claim_token=None)
         else:
-            moved = apply(rt, "retry", Download.id == download_id, attempts=0, error=None)
+            # Only failed ones: a cancelled download comes back by the user's retry, which
+            # passes the admission checks (a title held again, the active cap).
+            moved = apply(
+                rt,
+                "retry",
+                Download.id == download_id,
+                Download.status == lifecycle.FAILED,
+                attempts=0,
+                error=None,
+                downloaded_bytes=0,  # as the user's retry: the failure removed the files
+                progress=0,
+            )
         if not moved:
             raise InvalidTransition(
                 f"Cannot requeue a download that is {download.status}"

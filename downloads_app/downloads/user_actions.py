@@ -60,8 +60,11 @@ def cancel(rt, user_id, download_id):
 
 
 def retry(rt, user_id, download_id):
-    """failed or cancelled → pending with fresh attempts; reserves the quota again."""
-    return _user_transition(rt, user_id, download_id, "retry", enqueue=True, attempts=0, error=None)
+    """failed or cancelled → pending with fresh attempts, from zero bytes (cancel and failure
+    removed the files); reserves the quota again."""
+    return _user_transition(
+        rt, user_id, download_id, "retry", enqueue=True, attempts=0, error=None, downloaded_bytes=0, progress=0
+    )
 
 
 class _AlreadyStarted(Exception):

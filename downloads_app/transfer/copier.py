@@ -40,6 +40,7 @@ def fetch(handle, source, settings):
         connect_timeout=settings.download_connect_timeout_seconds,
         read_timeout=settings.download_read_timeout_seconds,
         chunk_size=_chunk_size(settings),
+        allow_private_redirects=settings.download_allow_private_redirects,
     ) as answer:
         if answer.start < offset:
             log.info("[Download Worker] %s: the origin's file changed; starting over", handle.download_id)

@@ -38,6 +38,7 @@ def _is_permanent(error):
 def _hand_back(rt, download, job_log):
     """The worker is stopping: put the download back in the queue for another worker."""
     if run_writes.release(rt, download) is None:
+        run_writes.discard_files_if_gone(rt, download)  # cancelled or deleted as it stopped
         return
     try:
         rt.queue.enqueue_transfer(download.id)

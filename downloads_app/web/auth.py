@@ -7,12 +7,14 @@ from functools import wraps
 import jwt
 from flask import current_app, g, request
 
+from downloads_app.downloads.models import Download
 from downloads_app.downloads.refusals import Refusal
 
 ALGORITHM = "HS256"
 # EventSource and links cannot send headers: browsers get their token in this cookie (event
 # streams and files only: read-only GETs, and SameSite=Strict).
 STREAM_COOKIE = "downloads_stream_token"
+USER_ID_MAX_LENGTH = Download.user_id.max_length
 
 
 class NotAuthenticated(Refusal):
@@ -58,8 +60,12 @@ def _decode(token):
         raise NotAuthenticated("The token has expired; sign in again.") from exc
     except jwt.InvalidTokenError as exc:
         raise NotAuthenticated(f"Invalid token: {exc}.") from exc
-    if not isinstance(claims["sub"], str) or not claims["sub"]:
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub:
         raise NotAuthenticated("Invalid token: `sub` must be a non-empty string.")
+    # The user id is stored as is: PostgreSQL refuses NUL in text and longer values than the column.
+    if len(sub) > USER_ID_MAX_LENGTH or "\x00" in sub:
+        raise NotAuthenticated(f"Invalid token: `sub` must be at most {USER_ID_MAX_LENGTH} characters, without NUL.")
     return User(id=claims["sub"], is_admin=claims.get("role") == "admin")
 
 

@@ -7,6 +7,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from downloads_app.infra.metrics import LATENCY, REQUESTS, registry
 
+# Any token is a valid method name: labelling others as sent would let each request add series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method():
+    return request.method if request.method in KNOWN_METHODS else "other"
+
 
 def _route():
     return request.url_rule.rule if request.url_rule else "unmatched"
@@ -19,10 +26,10 @@ def init_app(app):
 
     @app.after_request
     def count(response):
-        route = _route()
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        method, route = _method(), _route()
+        REQUESTS.labels(method, route, str(response.status_code)).inc()
         if response.mimetype != "text/event-stream" and hasattr(g, "request_started"):
-            LATENCY.labels(request.method, route).observe(time.perf_counter() - g.request_started)
+            LATENCY.labels(method, route).observe(time.perf_counter() - g.request_started)
         return response
 
     @app.route("/metrics")

@@ -13,6 +13,7 @@ from downloads_app.web.current import current_runtime
 MAX_PAGE_SIZE = 100
 CONTENT_ID_PATTERN = "[A-Za-z0-9._-]{1,64}"
 MAX_PAGE = 1_000_000  # keeps the SQL offset well inside a 64-bit integer
+MAX_BYTE_COUNT = 2**63 - 1  # the byte columns are 64-bit signed integers (BIGINT)
 
 # Examples in the spec, so that Swagger UI's "Try it out" works against `flask demo seed`
 # (downloads_app/web/cli.py DEMO_TITLES) with the default qualities (config QUALITY_BITRATES_KBPS).
@@ -25,6 +26,16 @@ class ByteCount(fields.Integer):
 
     def __init__(self, **kwargs):
         super().__init__(as_string=True, **kwargs)
+
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match: with `re.match`, `$` also matches before a final
+    newline. The pattern keeps its `^…$` for the spec, whose (ECMAScript) `$` is the end."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
 
 
 class UtcDateTime(fields.DateTime):
@@ -68,9 +79,9 @@ def spec_properties(app):
     return add_properties
 
 
-CONTENT_ID_FORMAT = validate.Regexp(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
+CONTENT_ID_FORMAT = FullMatch(f"^{CONTENT_ID_PATTERN}$", error="1 to 64 letters, digits, '.', '_' or '-'.")
 # Text a person typed: no control characters (PostgreSQL refuses NUL in text, too).
-PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
+PRINTABLE = FullMatch(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
 
 
 class StrictSchema(ma.Schema):
@@ -98,7 +109,7 @@ class IdempotencyHeaderSchema(ma.Schema):
 
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=validate.Regexp(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
+        validate=FullMatch(r"^[\x21-\x7e]{1,255}$", error="1 to 255 visible ASCII characters."),
         metadata={
             "description": "Repeat a start with the same key to get the same download back",
             "example": f"start-{DEMO_CONTENT_ID}-{DEMO_QUALITY}-1",
@@ -158,7 +169,7 @@ class SetSourceSchema(StrictSchema):
         required=True,
         validate=[
             validate.Length(max=2048),
-            validate.Regexp(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
+            FullMatch(r"^(https?|s3)://[!-~]+$", error="An http(s):// or s3:// URL (ASCII, no spaces)."),
         ],
         metadata={
             "description": "http(s)://host/path or s3://bucket/key",
@@ -166,7 +177,7 @@ class SetSourceSchema(StrictSchema):
         },
     )
     size_bytes = ByteCount(
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_BYTE_COUNT),
         metadata={
             "description": "Asked of the origin when left out",
             "pattern": "^[1-9][0-9]*$",
@@ -175,7 +186,7 @@ class SetSourceSchema(StrictSchema):
     )
     sha256 = fields.String(
         allow_none=True,
-        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
+        validate=FullMatch(r"^[0-9a-fA-F]{64}$", error="64 hex digits."),
         metadata={"description": "Checked after every transfer when given", "example": None},
     )
     content_type = fields.String(

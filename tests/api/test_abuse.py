@@ -266,3 +266,17 @@ def test_cors_allows_only_the_configured_origins(tmp_path, auth):
     page = client.get("/", headers={"Origin": "https://app.example"})
     page.close()
     assert "Access-Control-Allow-Origin" not in page.headers
+
+
+def test_made_up_methods_add_no_series_to_the_metrics(client):
+    def series():
+        client.get("/metrics")  # its own series exist from the first call on
+        return client.get("/metrics").text
+
+    assert client.open("/api/downloads", method="BREW").status_code == 405
+    before = series()
+    for n in range(20):
+        assert client.open("/api/downloads", method=f"BREW{n}").status_code == 405
+    after = series()
+    assert "BREW" not in after and 'method="other"' in after
+    assert after.count("\n") == before.count("\n")

@@ -38,6 +38,26 @@ def test_invalid_tokens_get_401_json(client, kind):
         assert response.json["message"] == "The token has expired; sign in again."
 
 
+@pytest.mark.parametrize("sub", ["a" * 129, "ali\x00ce"], ids=["longer than the user id column", "NUL"])
+def test_subjects_the_database_cannot_hold_get_401(client, movie, sub):
+    bad = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, TEST_JWT_SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {bad}"}
+    response = client.post("/api/downloads/start", json={"content_id": "movie", "quality": "720p"}, headers=headers)
+    assert response.status_code == 401 and response.json["success"] is False
+    assert client.get("/api/downloads", headers=headers).status_code == 401
+
+
+def test_the_longest_subject_the_database_holds_is_accepted(client, movie):
+    sub = "a" * 128
+    ok = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, TEST_JWT_SECRET, algorithm="HS256")
+    response = client.post(
+        "/api/downloads/start",
+        json={"content_id": "movie", "quality": "720p"},
+        headers={"Authorization": f"Bearer {ok}"},
+    )
+    assert response.status_code == 202
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"])
 def test_missing_or_malformed_authorization_gets_401(client, header):
     headers = {} if header is None else {"Authorization": header}

@@ -199,3 +199,46 @@ def test_405_names_the_allowed_methods(client, auth):
     response = client.put("/api/downloads", headers=auth())
     assert response.status_code == 405 and response.is_json
     assert {"GET", "HEAD", "OPTIONS"} <= {method.strip() for method in response.headers["Allow"].split(",")}
+
+
+SOURCE = {"location": "https://media.example.com/movie.mp4", "size_bytes": "1000", "content_type": "video/mp4"}
+
+
+@pytest.mark.parametrize(
+    "method, path, body, field",
+    [
+        ("post", "/api/contents", {"id": "evil\n", "title": "E", "duration_seconds": 1, "qualities": ["480p"]}, "id"),
+        (
+            "post",
+            "/api/contents",
+            {"id": "e", "title": "Evil\n", "duration_seconds": 1, "qualities": ["480p"]},
+            "title",
+        ),
+        ("put", "/api/contents/movie/sources/480p", {**SOURCE, "content_type": "video/mp4\n"}, "content_type"),
+        ("put", "/api/contents/movie/sources/480p", {**SOURCE, "location": SOURCE["location"] + "\n"}, "location"),
+        ("put", "/api/contents/movie/sources/480p", {**SOURCE, "sha256": "a" * 64 + "\n"}, "sha256"),
+        ("post", "/api/downloads/start", {"content_id": "movie\n", "quality": "480p"}, "content_id"),
+    ],
+)
+def test_patterns_refuse_a_trailing_newline(client, auth, movie, method, path, body, field):
+    response = getattr(client, method)(path, json=body, headers=auth("root", admin=True))
+    assert response.status_code == 422
+    assert field in response.json["errors"]["json"]
+
+
+def test_path_ids_with_a_trailing_newline_are_not_found(client, auth, movie):
+    assert client.get("/api/contents/movie%0A", headers=auth()).status_code == 404
+
+
+@pytest.mark.parametrize("size", [str(2**63), str(10**23), 1e23])
+def test_a_source_size_the_database_cannot_hold_gets_422(client, auth, movie, size):
+    body = {**SOURCE, "size_bytes": size}
+    response = client.put("/api/contents/movie/sources/480p", json=body, headers=auth("root", admin=True))
+    assert response.status_code == 422
+    assert "size_bytes" in response.json["errors"]["json"]
+
+
+def test_the_largest_source_size_the_database_holds_is_saved(client, auth, movie):
+    body = {**SOURCE, "size_bytes": str(2**63 - 1)}
+    response = client.put("/api/contents/movie/sources/480p", json=body, headers=auth("root", admin=True))
+    assert response.status_code == 200 and response.json["source"]["size_bytes"] == str(2**63 - 1)

@@ -1,5 +1,7 @@
 """The catalogue routes: users read it, admins change it."""
 
+from support.origins import FixedAnswers, empty_file, redirect_to
+
 
 def test_users_list_titles_with_qualities_and_sizes(client, auth, movie):
     body = client.get("/api/contents", headers=auth()).json
@@ -57,3 +59,17 @@ def test_changes_need_an_admin_token(client, auth, movie):
     assert client.post("/api/contents", json={}, headers=user).status_code == 403
     assert client.patch("/api/contents/movie", json={"title": "Y"}, headers=user).status_code == 403
     assert client.delete("/api/contents/movie", headers=user).status_code == 403
+
+
+def test_a_source_redirecting_to_a_private_address_is_measured_only_when_allowed(client, auth, movie, configure):
+    admin = auth("root", admin=True)
+    with (
+        FixedAnswers({"/movie.mp4": empty_file()}) as target,
+        FixedAnswers({"/movie.mp4": redirect_to(f"{target.url}/movie.mp4")}) as origin,
+    ):
+        body = {"location": f"{origin.url}/movie.mp4"}
+        refused = client.put("/api/contents/movie/sources/480p", json=body, headers=admin)
+        assert refused.status_code == 422 and "not a public address" in refused.json["message"]
+        configure(DOWNLOAD_ALLOW_PRIVATE_REDIRECTS=True)
+        saved = client.put("/api/contents/movie/sources/480p", json=body, headers=admin)
+        assert saved.status_code == 200 and saved.json["source"]["size_bytes"] == "0"

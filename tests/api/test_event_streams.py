@@ -166,3 +166,23 @@ def test_streams_refuse_strangers(client, auth, start):
     download = start()
     assert client.get(f"/api/downloads/{download['id']}/events", headers=auth("bob")).status_code == 404
     assert client.get("/api/downloads/events").status_code == 401
+
+
+def test_head_answers_the_stream_headers_without_holding_a_subscription(app, client, auth, start):
+    download = start()
+    hub = app.extensions["event_hub"]
+    for path in ("/api/downloads/events", f"/api/downloads/{download['id']}/events"):
+        response = client.head(path, headers=auth())
+        assert response.status_code == 200
+        assert response.mimetype == "text/event-stream"
+        assert hub.open_count() == 0
+    assert client.head(f"/api/downloads/{download['id']}/events", headers=auth("bob")).status_code == 404
+
+
+@pytest.mark.parametrize("last_event_id", ["²", "99999999999999999999", "-5", "12a", " 12"])
+def test_invalid_last_event_ids_are_ignored(app, auth, start, open_stream, last_event_id):
+    download = start()
+    stream = open_stream("/api/downloads/events", {**auth(), "Last-Event-ID": last_event_id})
+    assert stream.response.status_code == 200
+    # As without the header: the active downloads.
+    assert stream.next_event()["data"]["id"] == download["id"]

@@ -1,4 +1,4 @@
-"""Real origins for the transfer tests, each a process of its own: nginx, a flaky HTTP server, moto's S3."""
+"""Real origins for the transfer tests: nginx, a flaky HTTP server, moto's S3 (processes), fixed answers (a thread)."""
 
 import importlib.util
 import os
@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -145,3 +147,41 @@ class MotoS3(OriginProcess):
         finally:
             client.close()
         return f"s3://{bucket}/{key}"
+
+
+class FixedAnswers:
+    """An HTTP server on 127.0.0.1, in a thread, answering HEAD and GET of each path with its
+    (status, headers) of `answers` and an empty body; use it in `with`; `url` is its base."""
+
+    def __init__(self, answers):
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                status, headers = answers[self.path]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            do_GET = do_HEAD
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def empty_file():
+    return (200, {"Content-Length": "0", "Connection": "close"})
+
+
+def redirect_to(location):
+    return (302, {"Location": location, "Content-Length": "0", "Connection": "close"})

@@ -5,8 +5,11 @@ from collections import namedtuple
 from urllib.parse import urlsplit
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
-# "bytes 100-999/1000" for a part, "bytes */1000" with a 416.
-CONTENT_RANGE = re.compile(r"bytes (?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+)")
+# "bytes 100-999/1000" for a part, "bytes */1000" with a 416 (ASCII digits: \d takes others).
+CONTENT_RANGE = re.compile(r"bytes (?:(?P<start>[0-9]+)-[0-9]+|\*)/(?P<total>[0-9]+)")
+SIZE = re.compile(r"[0-9]+")
+# What the database's byte columns (BIGINT) hold.
+MAX_SIZE = 2**63 - 1
 
 
 # What the origin says of a file without sending it.
@@ -19,6 +22,20 @@ class OriginError(Exception):
     def __init__(self, message, *, permanent):
         super().__init__(message)
         self.permanent = permanent
+
+
+def checked_size(location, value, what):
+    """`value` (an origin's `what`: a header's text or an int) as a size, or a permanent OriginError:
+    a negative size would lower the quota's used bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and SIZE.fullmatch(value):
+        size = int(value)
+    else:
+        raise OriginError(f"{location}: {what} {value!r} is not a size", permanent=True)
+    if not 0 <= size <= MAX_SIZE:
+        raise OriginError(f"{location}: {what} {value!r} is not a size", permanent=True)
+    return size
 
 
 def is_permanent(status):
@@ -72,15 +89,34 @@ def _transport(location):
     return transport
 
 
-def describe(location, *, connect_timeout, read_timeout):
-    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError."""
-    return _transport(location).describe(location, connect_timeout=connect_timeout, read_timeout=read_timeout)
+def describe(location, *, connect_timeout, read_timeout, allow_private_redirects=False):
+    """FileFacts of `location` (HTTP HEAD, S3 HeadObject): nothing of the body is sent. Raises OriginError.
+
+    HTTP redirects to another host are followed only to public addresses, unless
+    `allow_private_redirects`.
+    """
+    return _transport(location).describe(
+        location,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        allow_private_redirects=allow_private_redirects,
+    )
 
 
-def open_range(location, offset=0, validator=None, *, connect_timeout, read_timeout, chunk_size=DEFAULT_CHUNK_SIZE):
+def open_range(
+    location,
+    offset=0,
+    validator=None,
+    *,
+    connect_timeout,
+    read_timeout,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    allow_private_redirects=False,
+):
     """Ask the origin for `location` from byte `offset` on, if it is still the version `validator` names.
 
-    Without a validator the ranged request is unconditional. Raises OriginError.
+    Without a validator the ranged request is unconditional. Redirects as for `describe`.
+    Raises OriginError.
     """
     return _transport(location).open_range(
         location,
@@ -89,4 +125,5 @@ def open_range(location, offset=0, validator=None, *, connect_timeout, read_time
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         chunk_size=chunk_size,
+        allow_private_redirects=allow_private_redirects,
     )

@@ -9,7 +9,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from downloads_app.infra.origins import CONTENT_RANGE, FileFacts, OriginError, OriginResponse, is_permanent
+from downloads_app.infra.origins import (
+    CONTENT_RANGE,
+    FileFacts,
+    OriginError,
+    OriginResponse,
+    checked_size,
+    is_permanent,
+)
 
 # Refused, reset or timed-out connections and cut bodies; not, say, missing credentials.
 NETWORK_ERRORS = (EndpointUnreachable, HTTPClientError, IncompleteReadError)
@@ -39,8 +46,9 @@ def _bucket_and_key(location):
     return {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
 
 
-def describe(location, *, connect_timeout, read_timeout):
+def describe(location, *, connect_timeout, read_timeout, allow_private_redirects=False):
     """The object's size, type and ETag from HeadObject."""
+    del allow_private_redirects  # botocore follows only S3's own redirects, to the bucket's region
     try:
         answer = _client(connect_timeout, read_timeout).head_object(**_bucket_and_key(location))
     except ClientError as error:
@@ -48,11 +56,15 @@ def describe(location, *, connect_timeout, read_timeout):
         raise OriginError(f"{location}: {error}", permanent=is_permanent(status)) from error
     except NETWORK_ERRORS as error:
         raise OriginError(f"{location}: {error}", permanent=False) from error
-    return FileFacts(size=answer["ContentLength"], content_type=answer.get("ContentType"), validator=answer.get("ETag"))
+    size = checked_size(location, answer["ContentLength"], "ContentLength")
+    return FileFacts(size=size, content_type=answer.get("ContentType"), validator=answer.get("ETag"))
 
 
-def open_range(location, offset, validator, *, connect_timeout, read_timeout, chunk_size):
+def open_range(
+    location, offset, validator, *, connect_timeout, read_timeout, chunk_size, allow_private_redirects=False
+):
     """The object at s3://bucket/key from `offset` on, or all of it when its ETag is no longer `validator`."""
+    del allow_private_redirects  # as in describe
     request = _bucket_and_key(location)
     if offset:
         request["Range"] = f"bytes={offset}-"
@@ -72,11 +84,11 @@ def open_range(location, offset, validator, *, connect_timeout, read_timeout, ch
         raise OriginError(f"{location}: {error}", permanent=is_permanent(status)) from error
     except NETWORK_ERRORS as error:
         raise OriginError(f"{location}: {error}", permanent=False) from error
-    if "ContentRange" in answer:
-        match = CONTENT_RANGE.fullmatch(answer["ContentRange"])
-        start, total_size = int(match["start"]), int(match["total"])
-    else:
-        start, total_size = 0, answer["ContentLength"]
+    try:
+        start, total_size = _span(location, answer)
+    except OriginError:
+        answer["Body"].close()
+        raise
     return OriginResponse(
         start=start,
         total_size=total_size,
@@ -85,6 +97,16 @@ def open_range(location, offset, validator, *, connect_timeout, read_timeout, ch
         body=_body(location, answer["Body"], chunk_size),
         close=answer["Body"].close,
     )
+
+
+def _span(location, answer):
+    """(start, total size) of the body GetObject answered."""
+    if "ContentRange" not in answer:
+        return 0, checked_size(location, answer["ContentLength"], "ContentLength")
+    match = CONTENT_RANGE.fullmatch(answer["ContentRange"])
+    if not match or match["start"] is None:
+        raise OriginError(f"{location}: ContentRange {answer['ContentRange']!r}", permanent=True)
+    return int(match["start"]), checked_size(location, match["total"], "ContentRange")
 
 
 def _body(location, stream, chunk_size):

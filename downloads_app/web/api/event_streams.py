@@ -1,6 +1,7 @@
 """Server-Sent Event streams of download progress and state, and the browser's stream cookie."""
 
 import queue
+import re
 import time
 from datetime import UTC, datetime
 
@@ -26,6 +27,10 @@ from downloads_app.web.schemas import MessageSchema
 blp = Blueprint("events", __name__, url_prefix="/api", description="Live progress (Server-Sent Events)")
 
 SNAPSHOT_LIMIT = 500
+# Event ids are times in milliseconds: ASCII digits (str.isdigit takes "²" too), at most the
+# end of year 9999, the last time a datetime holds.
+EVENT_ID = re.compile(r"[0-9]{1,15}")
+LAST_EVENT_ID_MAX = 253402300799999
 # OpenAPI 3.0 has no way to describe an event of a stream (3.2's `itemSchema`), and tools read the
 # media type's `schema` either as the whole text (generated clients) or as each parsed event
 # (schemathesis: `{data, event, id}` objects). So the schema sets no type, which holds for both
@@ -55,20 +60,36 @@ def _snapshot(user_id, download_id, last_event_id):
     if download_id:
         return [event_hub.event("status", user_actions.get_download(user_id, download_id))]
     query = Download.select().where(Download.user_id == user_id)
-    if last_event_id:
+    if last_event_id is not None:
         # Changed since the last event the client saw (one second of margin for clock skew).
-        since = datetime.fromtimestamp(int(last_event_id) / 1000 - 1, UTC).replace(tzinfo=None)
+        since = datetime.fromtimestamp(max(last_event_id / 1000 - 1, 0), UTC).replace(tzinfo=None)
         query = query.where(Download.updated_at >= since)
     else:
         query = query.where(Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING, lifecycle.PAUSED]))
     return [event_hub.event("status", d) for d in query.order_by(Download.updated_at).limit(SNAPSHOT_LIMIT)]
 
 
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _last_event_id():
+    """The `Last-Event-ID` header as milliseconds; a malformed one counts as missing."""
+    value = request.headers.get("Last-Event-ID", "")
+    if EVENT_ID.fullmatch(value) and int(value) <= LAST_EVENT_ID_MAX:
+        return int(value)
+    return None
+
+
 def _stream(user_id, download_id=None):
+    if request.method == "HEAD":
+        # Flask runs this view for HEAD and drops the body: a generator that never starts never
+        # runs its `finally`, so a subscription opened here would stay open for good.
+        if download_id:
+            user_actions.get_download(user_id, download_id)  # the 404 a GET would answer
+        return Response(mimetype="text/event-stream", headers=STREAM_HEADERS)
     hub = current_app.extensions["event_hub"]
     heartbeat = current_app.config["SSE_HEARTBEAT_SECONDS"]
-    last_event_id = request.headers.get("Last-Event-ID", "")
-    last_event_id = last_event_id if last_event_id.isdigit() else None
+    last_event_id = _last_event_id()
     # Subscribe before reading the snapshot so that nothing falls between the two.
     subscription = hub.open_stream(user_id)
     try:
@@ -104,7 +125,7 @@ def _stream(user_id, download_id=None):
     return Response(
         generate(),
         mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=STREAM_HEADERS,
     )
 
 

@@ -95,6 +95,28 @@ def test_stalled_downloads_are_listed_and_requeued_running_ones_refused(app, cli
     assert client.post("/api/queue/downloads/nope/requeue", headers=admin).status_code == 404
 
 
+def test_a_cancelled_download_is_not_requeued(app, client, auth, start):
+    # A user's retry of it passes the admission checks (held title, cap); a requeue would not.
+    cancelled = start()
+    client.post(f"/api/downloads/{cancelled}/cancel", headers=auth())
+    again = start()
+    response = client.post(f"/api/queue/downloads/{cancelled}/requeue", headers=auth("root", admin=True))
+    assert response.status_code == 409 and response.json["reason"] == "invalid_transition"
+    assert (status_of(app, cancelled), status_of(app, again)) == ("cancelled", "pending")
+
+
+def test_a_requeued_failed_download_starts_from_zero_bytes(app, client, auth, start):
+    download_id = start()
+    with app.app_context():
+        rt = app.extensions["runtime"]
+        run = run_writes.claim(rt, download_id)
+        run_writes.record_progress(rt, run, run.file_size_bytes // 2)
+        run_writes.record_failure(rt, run, "the origin is gone", permanent=True)
+    response = client.post(f"/api/queue/downloads/{download_id}/requeue", headers=auth("root", admin=True))
+    assert response.status_code == 200
+    assert (response.json["download"]["downloaded_bytes"], response.json["download"]["progress"]) == ("0", 0)
+
+
 def test_queue_routes_are_for_admins_only(client, auth, start):
     download_id = start()
     assert client.get("/api/queue/health", headers=auth()).status_code == 403

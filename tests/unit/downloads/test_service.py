@@ -144,6 +144,20 @@ def test_actions_that_do_not_fit_the_state_are_refused(rt, action, from_status):
     assert refused.value.details == {"status": from_status}
 
 
+@pytest.mark.parametrize("ending", ["cancel", "fail"])
+def test_retry_starts_from_zero_bytes_as_the_files_are_gone(rt, app_ctx, ending):
+    download, _ = user_actions.start_download(rt, "alice", "movie", "720p")
+    run = run_writes.claim(rt, download.id)
+    run_writes.record_progress(rt, run, SIZE_720 // 2)
+    if ending == "cancel":
+        user_actions.cancel(rt, "alice", download.id)
+    else:
+        run_writes.record_failure(rt, run, "the origin is gone", permanent=True)
+    retried = user_actions.retry(rt, "alice", download.id)
+    assert (retried.status, retried.downloaded_bytes, retried.progress) == (lifecycle.PENDING, 0, 0)
+    assert Download.get_by_id(download.id).downloaded_bytes == 0
+
+
 def test_retry_rechecks_the_quota(rt, app_ctx, configure):
     rt = configure(STORAGE_QUOTA_BYTES=SIZE_720)
     first, _ = user_actions.start_download(rt, "alice", "movie", "720p")

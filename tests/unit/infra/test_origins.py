@@ -1,16 +1,17 @@
 """Fetching and resuming files from real origins: nginx, a server that cuts bodies short, moto's S3."""
 
 import hashlib
+import io
 import os
 import socket
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 
 import pytest
 
-from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range
+from downloads_app.infra.origins import OriginError, OriginResponse, describe, open_range, s3_origin
 from support import free_port
-from support.origins import MOTO, NGINX, FlakyOrigin, MotoS3, Nginx, require
+from support.origins import MOTO, NGINX, FixedAnswers, FlakyOrigin, MotoS3, Nginx, empty_file, redirect_to, require
 
 SIZE = 3 * 1024 * 1024 + 123
 TIMEOUTS = {"connect_timeout": 2, "read_timeout": 5}
@@ -50,6 +51,13 @@ def nginx(movie):
     require(NGINX, "nginx is not installed (Debian: apt-get install nginx-light)")
     with Nginx(movie.parent) as server:
         yield server
+
+
+@pytest.fixture
+def answering():
+    """answering({path: (status, headers)}) -> base URL of a local server giving those answers, empty bodies."""
+    with ExitStack() as servers:
+        yield lambda answers: servers.enter_context(FixedAnswers(answers)).url
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +276,96 @@ def test_s3_describe_uses_head_object(s3, movie):
     assert facts.size == SIZE and facts.validator == fetch(location)[0].validator
     with pytest.raises(OriginError) as raised:
         describe("s3://movies/missing.mp4", **TIMEOUTS)
+    assert raised.value.permanent
+
+
+# ---------------------------------------------------------------- sizes no file can have
+
+NOT_SIZES = ["-5", "abc", "", str(2**63)]
+
+
+@pytest.mark.parametrize("length", NOT_SIZES)
+def test_http_a_content_length_that_is_no_size_is_a_permanent_error(answering, length):
+    base = answering({"/movie.mp4": (200, {"Content-Length": length, "Connection": "close"})})
+    for call in (describe, open_range):
+        with pytest.raises(OriginError) as raised:
+            call(f"{base}/movie.mp4", **TIMEOUTS)
+        assert raised.value.permanent
+
+
+@pytest.mark.parametrize("total", ["-5", "²", str(2**63)])
+def test_http_a_content_range_that_is_no_size_is_a_permanent_error(answering, total):
+    headers = {"Content-Range": f"bytes 10-20/{total}", "Content-Length": "0", "Connection": "close"}
+    base = answering({"/movie.mp4": (206, headers)})
+    with pytest.raises(OriginError) as raised:
+        open_range(f"{base}/movie.mp4", 10, None, **TIMEOUTS)
+    assert raised.value.permanent
+
+
+class FakeS3:
+    """A client whose answers say a size no file can have."""
+
+    def __init__(self, length, content_range=None):
+        self.answer = {"ContentLength": length, "Body": io.BytesIO()}
+        if content_range is not None:
+            self.answer["ContentRange"] = content_range
+
+    def head_object(self, **request):
+        return self.answer
+
+    def get_object(self, **request):
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "client",
+    [FakeS3(-5), FakeS3(2**63), FakeS3(0, content_range="bytes 1-2/-5"), FakeS3(0, content_range="nonsense")],
+    ids=["negative", "too large", "negative range", "malformed range"],
+)
+def test_s3_a_size_that_is_no_size_is_a_permanent_error(monkeypatch, client):
+    monkeypatch.setattr(s3_origin, "_client", lambda *timeouts: client)
+    calls = [open_range] if "ContentRange" in client.answer else [describe, open_range]
+    for call in calls:
+        with pytest.raises(OriginError) as raised:
+            call("s3://movies/movie.mp4", **TIMEOUTS)
+        assert raised.value.permanent
+
+
+# ---------------------------------------------------------------- redirects
+
+
+@pytest.fixture
+def redirecting(answering):
+    """(URL that redirects to another server on 127.0.0.1, that server's file URL)."""
+    target = answering({"/movie.mp4": empty_file()})
+    first = answering({"/movie.mp4": redirect_to(f"{target}/movie.mp4")})
+    return f"{first}/movie.mp4", f"{target}/movie.mp4"
+
+
+def test_a_redirect_to_a_loopback_address_is_refused_by_default(redirecting):
+    url, _ = redirecting
+    for call in (describe, open_range):
+        with pytest.raises(OriginError, match="not a public address") as raised:
+            call(url, **TIMEOUTS)
+        assert raised.value.permanent
+
+
+def test_a_redirect_to_a_private_address_is_followed_when_allowed(redirecting):
+    url, _ = redirecting
+    assert describe(url, **TIMEOUTS, allow_private_redirects=True).size == 0
+    response, body = fetch(url, allow_private_redirects=True)
+    assert (response.total_size, body) == (0, b"")
+
+
+def test_a_redirect_within_the_origin_the_admin_chose_is_followed(answering):
+    base = answering({"/old.mp4": redirect_to("/movie.mp4"), "/movie.mp4": empty_file()})
+    assert describe(f"{base}/old.mp4", **TIMEOUTS).size == 0
+
+
+def test_endless_redirects_are_a_permanent_error(answering):
+    base = answering({"/loop.mp4": redirect_to("/loop.mp4")})
+    with pytest.raises(OriginError, match="redirects") as raised:
+        describe(f"{base}/loop.mp4", **TIMEOUTS)
     assert raised.value.permanent
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
+from downloads_app.downloads import user_actions
 from downloads_app.downloads.models import Download, StorageLedger
-from downloads_app.transfer import simulation
+from downloads_app.transfer import run, simulation
 from support import wait_until
 
 
@@ -138,3 +139,25 @@ def test_an_idle_worker_looks_at_redis_at_least_every_idle_poll(app):
         assert consumer.timeout == app.config["WORKER_IDLE_POLL_MS"] == 100
     finally:
         consumer.close()
+
+
+def test_a_run_stopping_with_the_worker_as_its_download_is_cancelled_leaves_no_files(app, start, monkeypatch):
+    download_id = start()
+    rt = app.extensions["runtime"]
+
+    def cancelled_as_the_worker_stops(handle, seconds):
+        user_actions.cancel(rt, "alice", handle.download_id)
+        handle.files.part_path.parent.mkdir(parents=True, exist_ok=True)
+        handle.files.part_path.write_bytes(b"written as the cancel removed the files")
+        run.worker_stopping.set()
+        return False
+
+    monkeypatch.setattr(simulation, "simulate", cancelled_as_the_worker_stops)
+    try:
+        with app.app_context():
+            run.run(rt, download_id)
+            download = Download.get_by_id(download_id)
+            assert download.status == "cancelled"
+            assert not rt.files.of(download).part_path.exists()
+    finally:
+        run.worker_stopping.clear()
