@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 CHANNEL_PREFIX = "downloads:events:"
 PROGRESS_FIELDS = ("id", "status", "progress", "downloaded_bytes", "file_size_bytes")
 DELETED = "deleted"
+DELETIONS_PREFIX = "downloads:deleted:"
+# A reconnecting stream learns of the deletions of the last hour (longer: it reloads the list).
+DELETIONS_KEPT_SECONDS = 3600
 # After Redis refuses a publish, skip publishing for this long rather than make every
 # progress write and API call wait for a connect timeout.
 PUBLISH_BACKOFF_SECONDS = 5.0
@@ -42,6 +45,15 @@ def event(kind, download, status=None):
     return {"event": kind, "id": int(time.time() * 1000), "data": progress_fields(download, status)}
 
 
+def _deletions_key(user_id):
+    return DELETIONS_PREFIX + user_id
+
+
+def deletions_since(client, user_id, since_ms):
+    """The deletion events of `user_id` from `since_ms` on (kept DELETIONS_KEPT_SECONDS), oldest first."""
+    return [json.loads(raw) for raw in client.zrangebyscore(_deletions_key(user_id), since_ms, "+inf")]
+
+
 class EventPublisher:
     """Publishes download events on Redis; a refused publish pauses publishing for a while."""
 
@@ -56,7 +68,13 @@ class EventPublisher:
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for download in downloads:
-                    pipe.publish(CHANNEL_PREFIX + download.user_id, json.dumps(event(kind, download, status)))
+                    message = json.dumps(event(kind, download, status))
+                    pipe.publish(CHANNEL_PREFIX + download.user_id, message)
+                    if status == DELETED:  # kept for streams that reconnect: the rows are gone
+                        key, at = _deletions_key(download.user_id), int(time.time() * 1000)
+                        pipe.zadd(key, {message: at})
+                        pipe.zremrangebyscore(key, "-inf", at - DELETIONS_KEPT_SECONDS * 1000)
+                        pipe.expire(key, DELETIONS_KEPT_SECONDS)
                 pipe.execute()
         except redis.RedisError as exc:
             self._suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS

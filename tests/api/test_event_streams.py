@@ -5,6 +5,7 @@ import json
 import pytest
 
 from downloads_app.infra.database import database
+from downloads_app.web.api import event_streams
 from downloads_app.web.auth import STREAM_COOKIE
 from support import wait_until
 
@@ -127,6 +128,43 @@ def test_reconnecting_with_last_event_id_gets_what_changed_at_once(app, client, 
     while "data" in (event := again.next_event()):
         snapshot.append(event["data"])
     assert (snapshot[-1]["id"], snapshot[-1]["status"]) == (changed["id"], "paused")
+
+
+def snapshot_after(open_stream, auth, last_id):
+    """The data of the events a stream reconnecting with `last_id` sends before its first heartbeat."""
+    again = open_stream("/api/downloads/events", {**auth(), "Last-Event-ID": last_id})
+    snapshot = []
+    while "data" in (event := again.next_event()):
+        snapshot.append(event["data"])
+    return snapshot
+
+
+def test_reconnecting_learns_of_the_downloads_deleted_meanwhile(app, client, auth, start, open_stream, configure):
+    configure(SSE_HEARTBEAT_SECONDS=0.5)
+    gone, kept = start(), start(quality="720p")
+    last_id = open_stream("/api/downloads/events", auth()).next_event()["id"]
+    client.delete(f"/api/downloads/{gone['id']}", headers=auth())
+    client.post(f"/api/downloads/{kept['id']}/pause", headers=auth())
+    snapshot = snapshot_after(open_stream, auth, last_id)
+    assert [(d["id"], d["status"]) for d in snapshot] == [(gone["id"], "deleted"), (kept["id"], "paused")]
+    # Another user's deletions are not theirs to see.
+    other = open_stream("/api/downloads/events", {**auth("bob"), "Last-Event-ID": last_id})
+    assert "data" not in other.next_event()
+
+
+def test_a_long_catch_up_keeps_the_newest_changes(app, client, auth, titles, open_stream, configure, monkeypatch):
+    configure(SSE_HEARTBEAT_SECONDS=0.5)
+    monkeypatch.setattr(event_streams, "SNAPSHOT_LIMIT", 2)
+    ids = [
+        client.post("/api/downloads/start", json={"content_id": c, "quality": "480p"}, headers=auth()).json["download"][
+            "id"
+        ]
+        for c in titles(3)
+    ]
+    last_id = open_stream("/api/downloads/events", auth()).next_event()["id"]
+    for download_id in ids:  # changed one after the other: the last two are the newest
+        client.post(f"/api/downloads/{download_id}/pause", headers=auth())
+    assert [d["id"] for d in snapshot_after(open_stream, auth, last_id)] == ids[1:]
 
 
 def test_streams_release_their_subscription_and_hold_no_database_connection(app, start, auth, open_stream):

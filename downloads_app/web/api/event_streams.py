@@ -1,10 +1,12 @@
 """Server-Sent Event streams of download progress and state, and the browser's stream cookie."""
 
+import logging
 import queue
 import re
 import time
 from datetime import UTC, datetime
 
+import redis
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -22,7 +24,10 @@ from downloads_app.web.auth import (
     current_user,
     token_lifetime,
 )
+from downloads_app.web.current import current_runtime
 from downloads_app.web.schemas import MessageSchema
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("events", __name__, url_prefix="/api", description="Live progress (Server-Sent Events)")
 
@@ -60,13 +65,19 @@ def _snapshot(user_id, download_id, last_event_id):
     if download_id:
         return [event_hub.event("status", user_actions.get_download(user_id, download_id))]
     query = Download.select().where(Download.user_id == user_id)
+    deleted = []
     if last_event_id is not None:
-        # Changed since the last event the client saw (one second of margin for clock skew).
-        since = datetime.fromtimestamp(max(last_event_id / 1000 - 1, 0), UTC).replace(tzinfo=None)
-        query = query.where(Download.updated_at >= since)
+        # Changed or deleted since the last event the client saw (one second of margin for clock skew).
+        since_ms = max(last_event_id - 1000, 0)
+        query = query.where(Download.updated_at >= datetime.fromtimestamp(since_ms / 1000, UTC).replace(tzinfo=None))
+        try:
+            deleted = event_hub.deletions_since(current_runtime().queue.client, user_id, since_ms)
+        except redis.RedisError:  # the rows still bring the stream up to date, but for deletions
+            log.warning("Could not read recent deletions for a reconnecting stream")
     else:
         query = query.where(Download.status.in_([lifecycle.PENDING, lifecycle.DOWNLOADING, lifecycle.PAUSED]))
-    return [event_hub.event("status", d) for d in query.order_by(Download.updated_at).limit(SNAPSHOT_LIMIT)]
+    newest = list(query.order_by(Download.updated_at.desc(), Download.id.desc()).limit(SNAPSHOT_LIMIT))
+    return deleted + [event_hub.event("status", d) for d in reversed(newest)]  # oldest first
 
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
