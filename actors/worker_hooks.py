@@ -1,5 +1,6 @@
 """Dramatiq middleware tying the Flask app to the worker: app context, reconciler, graceful stop."""
 
+import shutil
 import threading
 
 from dramatiq import Middleware
@@ -11,10 +12,11 @@ from downloads_app.transfer.run import worker_stopping
 class WorkerHooks(Middleware):
     """Each message runs in an app context; each worker runs a reconciler and stops transfers cleanly."""
 
-    def __init__(self, app):
+    def __init__(self, app, made_metrics_dir=None):
         self.app = app
         self._local = threading.local()
         self._reconciler = None
+        self._made_metrics_dir = made_metrics_dir
 
     def after_worker_boot(self, broker, worker):
         worker_stopping.clear()
@@ -27,6 +29,11 @@ class WorkerHooks(Middleware):
         worker_stopping.set()
         if self._reconciler is not None:
             self._reconciler.stop()
+
+    def after_worker_shutdown(self, broker, worker):
+        # Multiprocessing children skip atexit: the worker process removes what it made here.
+        if self._made_metrics_dir:
+            shutil.rmtree(self._made_metrics_dir, ignore_errors=True)
 
     def before_process_message(self, broker, message):
         self._local.context = self.app.app_context()

@@ -35,7 +35,10 @@ if os.environ.get("LOG_FORMAT") == "json":
 
 # Metrics of all workers are merged from this directory (prometheus-client multiprocess
 # mode). It is set before the app, and so prometheus_client, is imported.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="downloads-api-metrics-"))
+# The metrics directory of this server, made here (and removed at exit) unless the operator set one.
+MADE_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    MADE_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="downloads-api-metrics-")
 
 
 def on_starting(server):
@@ -91,3 +94,9 @@ if os.environ.get("GUNICORN_CONTROL_SOCKET"):
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 else:
     control_socket_disable = True
+
+
+def on_exit(server):
+    """Remove the metrics directory this configuration made: every process of the server has stopped."""
+    if MADE_METRICS_DIR:
+        shutil.rmtree(MADE_METRICS_DIR, ignore_errors=True)
