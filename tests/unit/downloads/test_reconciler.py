@@ -10,6 +10,7 @@ import pytest
 import actors
 from downloads_app.downloads import recovery, run_writes, user_actions
 from downloads_app.downloads.models import Download, StorageLedger
+from support import wait_until
 
 
 @pytest.fixture
@@ -156,3 +157,22 @@ def test_cli_reconcile_runs_one_pass(ctx, app):
     result = app.test_cli_runner().invoke(args=["downloads", "reconcile"])
     assert result.exit_code == 0
     assert f"requeued: 1 ({download.id})" in result.output and "failed: 0" in result.output
+
+
+def test_a_busy_worker_stays_alive_to_the_broker_so_its_running_messages_stay_live(
+    ctx, configure, worker, monkeypatch, titles, redis_client
+):
+    rt = configure(DOWNLOAD_SIMULATED_SECONDS=3, DOWNLOAD_STALL_SECONDS=30, DOWNLOAD_RECONCILE_SECONDS=5)
+    # Its two threads busy, the worker fetches nothing from the queue; its delay-queue
+    # consumer still calls Redis, which is its heartbeat.
+    monkeypatch.setattr(rt.queue.broker, "heartbeat_timeout", 1000)
+    ids = sorted(user_actions.start_download(rt, "alice", content_id, "480p")[0].id for content_id in titles(2))
+
+    def both_well_under_way():
+        downloads = Download.select().where(Download.id.in_(ids))
+        return all(d.status == "downloading" and d.progress >= 70 for d in downloads)  # 2.1 s in
+
+    wait_until(both_well_under_way, timeout=30, interval=0.05, message="both transfers 70 % done")
+    assert sorted(rt.queue.live_download_ids()) == ids
+    assert recovery.sweep(rt) == {"requeued": [], "failed": [], "orphans": []}
+    assert redis_client.llen("dramatiq:downloads") == 0  # held by their worker, not put back as a dead one's
