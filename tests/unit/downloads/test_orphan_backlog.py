@@ -77,7 +77,11 @@ def test_a_worker_drains_an_old_backlog_with_one_message_per_download(backlog, w
 
     excess = max(held - left for held, left in samples)
     most = max(held for held, _ in samples)
-    print(f"\n{BACKLOG} pending: {len(samples)} samples, at most {most} messages, {excess:+d} over the unfinished")
+    ratio = max(held / left for held, left in samples if left)
+    print(
+        f"\n{BACKLOG} pending: {len(samples)} samples, at most {most} messages, {excess:+d} over the unfinished, "
+        f"at most {ratio:.2f} per unfinished download"
+    )
     assert excess <= SLACK, f"the broker held {excess} more messages than unfinished downloads"
     completed = Counter(
         record.args[0] for record in caplog.records if record.msg.startswith("[Download Worker] Job completed")
