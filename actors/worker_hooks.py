@@ -3,6 +3,7 @@
 import shutil
 import threading
 
+import dramatiq.worker
 from dramatiq import Middleware
 
 from actors.reconciler import ReconcilerThread
@@ -17,6 +18,13 @@ class WorkerHooks(Middleware):
         self._local = threading.local()
         self._reconciler = None
         self._made_metrics_dir = made_metrics_dir
+
+    def before_worker_boot(self, broker, worker):
+        # Dramatiq prefetches two messages per thread: a busy worker would hold downloads it
+        # cannot start while another's threads sit idle. One per thread, unless the operator
+        # set dramatiq_queue_prefetch.
+        if not dramatiq.worker.QUEUE_PREFETCH:
+            worker.queue_prefetch = worker.worker_threads
 
     def after_worker_boot(self, broker, worker):
         worker_stopping.clear()
