@@ -39,6 +39,7 @@ class WorkerHooks(Middleware):
             self._reconciler.stop()
 
     def after_worker_shutdown(self, broker, worker):
+        worker_stopping.clear()  # every run has returned; a worker started later in this process runs
         # Multiprocessing children skip atexit: the worker process removes what it made here.
         if self._made_metrics_dir:
             shutil.rmtree(self._made_metrics_dir, ignore_errors=True)

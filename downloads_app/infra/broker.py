@@ -123,8 +123,9 @@ class TransferQueue:
             "dead_msgs": f"{prefix}.XQ.msgs",
         }
 
-    def enqueue_transfer(self, download_id):
-        """Queue the transfer of `download_id`; the message id, or QueueUnavailable if Redis does not answer."""
+    def enqueue_transfer(self, download_id, delay_ms=None):
+        """Queue the transfer of `download_id` (after `delay_ms`, in the delay queue); the message id,
+        or QueueUnavailable if Redis does not answer."""
         message = dramatiq.Message(
             queue_name=self.name,
             actor_name=TRANSFER_ACTOR,
@@ -133,7 +134,7 @@ class TransferQueue:
             options={},
         )
         try:
-            return self.broker.enqueue(message).message_id
+            return self.broker.enqueue(message, delay=delay_ms).message_id
         except redis.RedisError as exc:
             log.error("Could not queue download %s: %s", download_id, exc)
             raise QueueUnavailable("The download queue is unavailable; try again shortly.") from exc

@@ -44,13 +44,18 @@ def _is_permanent(error):
     return isinstance(error, (OriginUnusable, QuotaExceeded)) or getattr(error, "permanent", False)
 
 
+# A download handed back at shutdown waits this long in the delay queue, so that the stopping
+# worker's idle threads do not take it again (and spend an attempt) before they stop.
+HAND_BACK_DELAY_MS = 1000
+
+
 def _hand_back(rt, download, job_log):
     """The worker is stopping: put the download back in the queue for another worker."""
     if run_writes.release(rt, download) is None:
         run_writes.discard_files_if_gone(rt, download)  # cancelled or deleted as it stopped
         return
     try:
-        rt.queue.enqueue_transfer(download.id)
+        rt.queue.enqueue_transfer(download.id, delay_ms=HAND_BACK_DELAY_MS)
         job_log.info("[Download Worker] Requeued %s at shutdown, from byte %d", download.id, download.downloaded_bytes)
     except QueueUnavailable:
         job_log.warning("[Download Worker] %s left pending at shutdown; the reconciler will queue it", download.id)
@@ -60,6 +65,13 @@ def run(rt, download_id, job_id=None):
     """Perform one delivery of the transfer job for `download_id` (idempotent)."""
     plain = logging.LoggerAdapter(log, context(job_id=job_id))
     plain.info("[Download Worker] Processing download job: %s", download_id)
+    if worker_stopping.is_set():  # a message taken as the worker stops: leave it to another worker
+        try:
+            rt.queue.enqueue_transfer(download_id, delay_ms=HAND_BACK_DELAY_MS)
+            plain.info("[Download Worker] Left %s to another worker: this one is stopping", download_id)
+        except QueueUnavailable:
+            plain.warning("[Download Worker] %s left pending at shutdown; the reconciler will queue it", download_id)
+        return
     download = run_writes.claim(rt, download_id)
     if download is None:
         plain.info(

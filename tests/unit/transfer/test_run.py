@@ -229,3 +229,18 @@ def test_a_real_worker_s_time_limit_fails_the_attempts_without_waiting_for_the_s
         released.set()  # a run the limit missed ends, so the worker can stop
     failed = record(app, download_id)
     assert failed.attempts == 3 and failed.error == f"Gave up after 3 attempts: {TIME_LIMIT_ERROR}"
+
+
+def test_a_message_taken_as_the_worker_stops_is_left_to_another_worker_without_an_attempt(app_ctx, start):
+    rt = app_ctx.extensions["runtime"]
+    download_id = start()
+    rt.queue.client.delete(rt.queue.keys["ready"], f"{rt.queue.keys['ready']}.msgs")  # the start's message taken
+    transfer_run.worker_stopping.set()
+    try:
+        transfer_run.run(rt, download_id)
+    finally:
+        transfer_run.worker_stopping.clear()
+    stored = record(app_ctx, download_id)
+    assert (stored.status, stored.attempts) == ("pending", 0)  # not claimed: no attempt spent
+    delayed = rt.queue.client.hvals(rt.queue.keys["delayed"])
+    assert len(delayed) == 1 and download_id.encode() in delayed[0]  # queued again, after a delay
