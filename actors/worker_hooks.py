@@ -2,6 +2,7 @@
 
 import threading
 
+import dramatiq.worker
 from dramatiq import Middleware
 
 from actors.reconciler import ReconcilerThread
@@ -15,6 +16,13 @@ class WorkerHooks(Middleware):
         self.app = app
         self._local = threading.local()
         self._reconciler = None
+
+    def before_worker_boot(self, broker, worker):
+        # Dramatiq prefetches two messages per thread: a busy worker would hold downloads it
+        # cannot start while another's threads sit idle. One per thread, unless the operator
+        # set dramatiq_queue_prefetch.
+        if not dramatiq.worker.QUEUE_PREFETCH:
+            worker.queue_prefetch = worker.worker_threads
 
     def after_worker_boot(self, broker, worker):
         worker_stopping.clear()

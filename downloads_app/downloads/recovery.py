@@ -13,17 +13,14 @@ from downloads_app.infra.database import database
 log = logging.getLogger("downloads_app.reconciler")
 
 STALLED_ERROR = "the worker stopped reporting (crashed or killed)"
+# Orphans touched per UPDATE: well below SQLite's limit on bound parameters.
+TOUCH_BATCH = 500
 
 
 def stalled(settings):
     """Condition: a downloading record its worker has not touched for DOWNLOAD_STALL_SECONDS."""
     cutoff = utcnow() - timedelta(seconds=settings.download_stall_seconds)
     return (Download.status == lifecycle.DOWNLOADING) & (Download.updated_at < cutoff)
-
-
-def orphan_seconds(settings):
-    """Age at which a pending download is taken to have no message: past any retry backoff."""
-    return settings.download_stall_seconds + settings.download_retry_max_backoff_ms / 1000
 
 
 def recover_stalled(rt):
@@ -51,33 +48,55 @@ def recover_stalled(rt):
     return [d.id for d in requeued], [d.id for d in failed]
 
 
-def touch_orphans(orphan_age_seconds):
-    """Ids of pending downloads untouched for `orphan_age_seconds`, touched so one sweeper takes each.
+def touch_orphans(rt, live_download_ids):
+    """Ids of pending downloads untouched for a reconcile period that have no live message.
 
-    Such a download's message never reached Redis, or Redis lost it: it must be queued again.
+    They are touched, conditionally, so that of several sweepers exactly one takes each.
+    Such a download's message never reached Redis, Redis lost it, or a run that skipped it
+    raced a requeue. The period leaves the API time to queue a download it just created.
     """
-    cutoff = utcnow() - timedelta(seconds=orphan_age_seconds)
-    touched = (
-        Download.update(updated_at=utcnow())
-        .where(Download.status == lifecycle.PENDING, Download.updated_at < cutoff)
-        .returning(Download.id)
-        .tuples()
-        .execute()
-    )
+    cutoff = utcnow() - timedelta(seconds=rt.settings.download_reconcile_seconds)
+    waiting = Download.select(Download.id).where(Download.status == lifecycle.PENDING, Download.updated_at < cutoff)
+    lost = [download_id for (download_id,) in waiting.tuples() if download_id not in live_download_ids]
+    touched = []
+    for start in range(0, len(lost), TOUCH_BATCH):
+        touched += (
+            Download.update(updated_at=utcnow())
+            .where(
+                Download.id.in_(lost[start : start + TOUCH_BATCH]),
+                Download.status == lifecycle.PENDING,
+                Download.updated_at < cutoff,
+            )
+            .returning(Download.id)
+            .tuples()
+            .execute()
+        )
     return [download_id for (download_id,) in touched]
 
 
 def sweep(rt):
-    """One pass of the reconciler. Returns {"requeued": ids, "failed": ids, "orphans": ids}."""
+    """One pass of the reconciler. Returns {"requeued": ids, "failed": ids, "orphans": ids}.
+
+    A download is queued again only when the broker holds no live message for it, so a
+    backlog is never multiplied and a retry's backoff is never skipped. Stalled downloads
+    are moved first: a message of theirs that a dead worker held is then put back on the
+    queue (by `live_download_ids`) only once they are `pending` again.
+    """
     requeued, failed = recover_stalled(rt)
-    orphans = touch_orphans(orphan_seconds(rt.settings))
-    for download_id in requeued + orphans:
-        try:
-            rt.queue.enqueue_transfer(download_id)
-        except QueueUnavailable:
-            # Still pending: a later pass finds it as an orphan once Redis is back.
-            log.warning("[Reconciler] Redis unavailable; %s stays pending", download_id)
-            break
+    orphans = []
+    try:
+        live = rt.queue.live_download_ids()
+    except QueueUnavailable:
+        # The stalled ones stay pending: a later pass finds them as orphans once Redis is back.
+        log.warning("[Reconciler] Redis unavailable; %d stalled downloads stay pending", len(requeued))
+    else:
+        orphans = touch_orphans(rt, live)
+        for download_id in [i for i in requeued if i not in live] + orphans:
+            try:
+                rt.queue.enqueue_transfer(download_id)
+            except QueueUnavailable:
+                log.warning("[Reconciler] Redis unavailable; %s stays pending", download_id)
+                break
     if requeued or failed or orphans:
         log.info(
             "[Reconciler] stalled requeued: %s; failed after max attempts: %s; orphans queued: %s",

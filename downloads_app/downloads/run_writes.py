@@ -38,6 +38,11 @@ def owned_by(download):
     return (Download.id == download.id, Download.claim_token == download.claim_token)
 
 
+def owns(download):
+    """True while `download`'s claim is the current one and the download is downloading."""
+    return Download.select().where(*owned_by(download), Download.status == lifecycle.DOWNLOADING).exists()
+
+
 def _percent(downloaded_bytes, file_size_bytes):
     return min(downloaded_bytes * 100 // file_size_bytes, 100) if file_size_bytes else 100
 

@@ -5,10 +5,44 @@ import logging
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
 
 log = logging.getLogger(__name__)
 
 TRANSFER_ACTOR = "transfer_download"
+
+# The download ids of the live messages of some queues: queued, or held (fetched and not yet
+# acked) by a consumer whose heartbeat is within the broker's heartbeat timeout. Dramatiq's
+# keys: the list `<ns>:<queue>` of queued message ids, the hash `<ns>:<queue>.msgs` of every
+# message not yet acked, the sets `<ns>:__acks__.<consumer id>.<queue>` of held ones, and
+# the zset `<ns>:__heartbeats__` of consumers' last calls.
+# KEYS: namespace. ARGV: now (ms), heartbeat timeout (ms), queue names.
+LIVE_DOWNLOAD_IDS = """
+local namespace = KEYS[1]
+local live_consumers = redis.call("zrangebyscore", namespace .. ":__heartbeats__",
+                                  "(" .. (tonumber(ARGV[1]) - tonumber(ARGV[2])), "+inf")
+local download_ids = {}
+for i = 3, #ARGV do
+    local queue = namespace .. ":" .. ARGV[i]
+    local live = {}
+    for _, message_id in ipairs(redis.call("lrange", queue, 0, -1)) do
+        live[message_id] = true
+    end
+    for _, consumer in ipairs(live_consumers) do
+        local held = namespace .. ":__acks__." .. consumer .. "." .. ARGV[i]
+        for _, message_id in ipairs(redis.call("smembers", held)) do
+            live[message_id] = true
+        end
+    end
+    local messages = redis.call("hgetall", queue .. ".msgs")
+    for j = 1, #messages, 2 do
+        if live[messages[j]] then
+            table.insert(download_ids, cjson.decode(messages[j + 1])["args"][1])
+        end
+    end
+end
+return download_ids
+"""
 
 
 class QueueUnavailable(Exception):
@@ -18,7 +52,7 @@ class QueueUnavailable(Exception):
 
 
 class DownloadsBroker(RedisBroker):
-    """Dramatiq's RedisBroker with a cap on how long an idle worker sleeps between polls.
+    """Dramatiq's RedisBroker with a cap on idle polling, and its queue maintenance on demand.
 
     An idle consumer backs off up to the worker timeout (1 s by default) before it looks
     at Redis again, which is then the latency of the next download's pick-up.
@@ -31,6 +65,28 @@ class DownloadsBroker(RedisBroker):
     def consume(self, queue_name, prefetch=1, timeout=5000):
         return super().consume(queue_name, prefetch, min(timeout, self.idle_poll_ms))
 
+    def maintain(self, queue_name, client):
+        """Dramatiq's maintenance of `queue_name` now, through `client` (a pipeline may batch it).
+
+        It puts the messages held by consumers silent for `heartbeat_timeout` back on the
+        queue and drops expired dead letters. Dramatiq itself runs it on a random 0.1 % of
+        its calls. The command, `qsize`, only reads.
+        """
+        self.scripts["dispatch"](
+            keys=[self.namespace],
+            args=[
+                "qsize",
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                1,  # do the maintenance
+                self._max_unpack_size(),
+            ],
+            client=client,
+        )
+
 
 def make_broker(settings):
     """A broker for REDIS_URL whose calls fail fast when Redis is away."""
@@ -41,7 +97,14 @@ def make_broker(settings):
         socket_timeout=timeout,
         health_check_interval=30,
     )
-    return DownloadsBroker(client=client, idle_poll_ms=settings.worker_idle_poll_ms)
+    return DownloadsBroker(
+        client=client,
+        idle_poll_ms=settings.worker_idle_poll_ms,
+        # A consumer silent this long is dead: the messages it held go back to the queue
+        # at the reconciler's next pass. Consumers call Redis every WORKER_IDLE_POLL_MS
+        # (the delay queue's consumer polls even while every thread is busy).
+        heartbeat_timeout=int(settings.download_stall_seconds * 1000),
+    )
 
 
 class TransferQueue:
@@ -52,6 +115,7 @@ class TransferQueue:
         self.client = broker.client
         self.name = queue_name
         prefix = f"dramatiq:{queue_name}"
+        self.live_download_ids_script = self.client.register_script(LIVE_DOWNLOAD_IDS)
         self.keys = {
             "ready": prefix,
             "delayed": f"{prefix}.DQ.msgs",
@@ -81,6 +145,27 @@ class TransferQueue:
             pipe.hlen(self.keys["delayed"])
             pipe.zcard(self.keys["dead"])
             return tuple(pipe.execute())
+
+    def live_download_ids(self):
+        """Download ids that have a live message: queued, delayed for a retry, or held by a live worker.
+
+        Messages that dead workers held are first put back on their queue, so they count as
+        queued. One round trip. QueueUnavailable if Redis does not answer.
+        """
+        queues = [self.name, dq_name(self.name)]
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    self.broker.maintain(queue, pipe)
+                self.live_download_ids_script(
+                    keys=[self.broker.namespace],
+                    args=[current_millis(), self.broker.heartbeat_timeout, *queues],
+                    client=pipe,
+                )
+                *_, download_ids = pipe.execute()
+        except redis.RedisError as exc:
+            raise QueueUnavailable("The download queue is unavailable; try again shortly.") from exc
+        return {download_id.decode() for download_id in download_ids}
 
     def dead_lettered_ids(self):
         """Download ids of the messages Dramatiq gave up on (dead-letter queue)."""

@@ -86,16 +86,9 @@ class DownloadFiles:
         except FileNotFoundError:
             return None
 
-    def open_part(self, offset, version):
-        """The `.part`, locked for this run and opened to append from `offset`."""
-        return PartFile(self, offset, version)
-
-    def finish(self):
-        """Move the verified `.part` to its final name, atomically and durably."""
-        with open(self.part_path, "rb") as part:
-            os.fsync(part.fileno())
-        os.replace(self.part_path, self.final_path)
-        self.version_path.unlink(missing_ok=True)
+    def open_part(self):
+        """The `.part`, locked for this run (PartFileBusy if another run keeps it), as it is on disk."""
+        return PartFile(self)
 
     def discard_part(self):
         """Forget the bytes of an unfinished transfer (the next run starts from zero)."""
@@ -109,27 +102,48 @@ class DownloadFiles:
 
 
 class PartFile:
-    """The `.part` of a download, opened to append from `offset` (cut back to it), hashing as it grows."""
+    """The `.part` of a download, locked by one run: cut back to an offset, appended to, hashed, published.
 
-    def __init__(self, files, offset, version):
+    Its size is read only once the lock is held, so no other run can have renamed, cut or
+    grown it in between.
+    """
+
+    def __init__(self, files):
+        self.files = files
         files.part_path.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered: the bytes `size` counts are in the file, even if the process dies next.
-        self.file = open(files.part_path, "a+b", buffering=0)  # noqa: SIM115 (closed by close())
-        if not _lock(self.file):
+        while True:
+            # Unbuffered: the bytes `size` counts are in the file, even if the process dies next.
+            self.file = open(files.part_path, "a+b", buffering=0)  # noqa: SIM115 (closed by close())
+            if not _lock(self.file):
+                self.file.close()
+                raise PartFileBusy(f"another run still writes {files.part_path.name}")
+            if _is_at(self.file, files.part_path):
+                break
+            # The run we waited for renamed or discarded the part meanwhile: lock the one there now.
             self.file.close()
-            raise PartFileBusy(f"another run still writes {files.part_path.name}")
+        self.size = os.fstat(self.file.fileno()).st_size
+        self.sha256 = hashlib.sha256()
+
+    def start_at(self, offset, version, keep_going=lambda: True):
+        """Cut the part back to `offset` (never longer: a hole would read as zeros) for `version`,
+        hashing the bytes kept; `keep_going()` is asked between blocks, and False stops it (False)."""
+        if offset > self.size:
+            raise ValueError(f"cannot resume {self.files.part_path.name} at byte {offset}: it has {self.size}")
         self.file.truncate(offset)
-        files.version_path.write_text(version or "")
+        self.size = offset
+        self.files.version_path.write_text(version or "")
         self.sha256 = hashlib.sha256()
         self.file.seek(0)
         remaining = offset
         while remaining:  # the bytes kept from earlier runs count towards the checksum
+            if not keep_going():
+                return False
             block = self.file.read(min(HASH_READ_BYTES, remaining))
             if not block:
                 break
             self.sha256.update(block)
             remaining -= len(block)
-        self.size = offset
+        return True
 
     def write(self, chunk):
         view = memoryview(chunk)
@@ -138,8 +152,31 @@ class PartFile:
         self.sha256.update(chunk)
         self.size += len(chunk)
 
+    def sync(self):
+        """Make the part's bytes durable (fsync)."""
+        os.fsync(self.file.fileno())
+
+    def publish(self):
+        """Rename the synced part to the download's final name, atomically, while still locked."""
+        os.replace(self.files.part_path, self.files.final_path)
+        self.files.version_path.unlink(missing_ok=True)
+
+    def discard(self):
+        """Forget the part's bytes while still locked (the next run starts from zero)."""
+        self.files.discard_part()
+
     def close(self):
         self.file.close()
+
+
+def _is_at(file, path):
+    """True if the open `file` is still the one at `path` (not renamed away or removed)."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(file.fileno())
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _lock(file):

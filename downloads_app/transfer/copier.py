@@ -28,36 +28,46 @@ def fetch(handle, source, settings):
 
     True once the file is verified and in its place (its SHA-256 given to `handle.finish`);
     False when the handle says to stop. A changed origin (its ETag or Last-Modified) starts
-    the file over. Raises OriginError, VerificationFailed, InsufficientStorage, QuotaExceeded.
+    the file over. Raises OriginError, VerificationFailed, InsufficientStorage, QuotaExceeded,
+    PartFileBusy.
+
+    Fenced: the `.part` is locked before its size is read and until the file is in its place,
+    and the claim is checked under that lock before the part is cut back, renamed or
+    discarded, so a run that lost its download touches no file.
     """
     files = handle.files
-    offset = files.stored_bytes()
-    files.check_free_space(max(handle.file_size_bytes - offset, 0))
-    with origins.open_range(
-        source.location,
-        offset,
-        files.part_version(),
-        connect_timeout=settings.download_connect_timeout_seconds,
-        read_timeout=settings.download_read_timeout_seconds,
-        chunk_size=_chunk_size(settings),
-    ) as answer:
-        if answer.start < offset:
-            log.info("[Download Worker] %s: the origin's file changed; starting over", handle.download_id)
-        elif offset:
-            log.info("[Download Worker] %s: resuming at byte %d of the file on disk", handle.download_id, offset)
-        if answer.start != handle.downloaded_bytes:
-            handle.rebase(answer.start)  # the bytes on disk are the truth
-        if answer.total_size != handle.file_size_bytes:
-            handle.resize(answer.total_size)  # the quota follows the real file
-            files.check_free_space(max(answer.total_size - answer.start, 0))  # and so must the disk
-        part = files.open_part(answer.start, answer.validator)
-        try:
+    part = files.open_part()
+    try:
+        offset = part.size
+        files.check_free_space(max(handle.file_size_bytes - offset, 0))
+        with origins.open_range(
+            source.location,
+            offset,
+            files.part_version(),
+            connect_timeout=settings.download_connect_timeout_seconds,
+            read_timeout=settings.download_read_timeout_seconds,
+            chunk_size=_chunk_size(settings),
+        ) as answer:
+            if answer.start < offset:
+                log.info("[Download Worker] %s: the origin's file changed; starting over", handle.download_id)
+            elif offset:
+                log.info("[Download Worker] %s: resuming at byte %d of the file on disk", handle.download_id, offset)
+            if answer.start != handle.downloaded_bytes and not handle.rebase(answer.start):
+                return False  # the bytes on disk are the truth, but only for the run that owns them
+            if answer.total_size != handle.file_size_bytes:
+                handle.resize(answer.total_size)  # the quota follows the real file
+                files.check_free_space(max(answer.total_size - answer.start, 0))  # and so must the disk
+            if not handle.still_owns() or not part.start_at(answer.start, answer.validator, handle.beat):
+                return False
             if not _copy(answer, part, handle, settings):
                 return False
-        finally:
-            part.close()
-    _verify(handle, source, part)
-    files.finish()
+        _verify(handle, source, part)
+        handle.beat_through(part.sync)
+        if not handle.still_owns():
+            return False  # superseded during the fsync: the file is the new owner's to place
+        handle.beat_through(part.publish)
+    finally:
+        part.close()
     handle.finish(part.sha256.hexdigest())
     return True
 
@@ -86,6 +96,6 @@ def _verify(handle, source, part):
     elif source.sha256 and digest != source.sha256.lower():
         problem = f"SHA-256 {digest} does not match the catalogue's {source.sha256.lower()}"
     if problem:
-        handle.files.discard_part()
-        handle.rebase(0)
+        if handle.rebase(0):  # only the run that owns the download may throw its bytes away
+            part.discard()
         raise VerificationFailed(f"{problem}; the next attempt starts from zero")

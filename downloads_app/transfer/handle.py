@@ -1,5 +1,6 @@
 """The Run handle: the one way a byte mover (the copier, the simulation) reports to its download."""
 
+import threading
 import time
 
 from downloads_app.downloads import run_writes
@@ -14,6 +15,8 @@ class RunHandle:
 
     Every write goes through the claim: a `False` answer means the download moved on
     (paused, cancelled, deleted, taken over) or the worker is stopping, and the mover stops.
+    `still_owns` asks the same of the database without writing, for the steps that touch the
+    files; `beat` and `beat_through` keep the heartbeat going through long steps.
     """
 
     def __init__(self, rt, download, stopping):
@@ -60,6 +63,43 @@ class RunHandle:
             return False
         TRANSFERRED_BYTES.inc(moved)
         return not self.should_stop()
+
+    def beat(self):
+        """A heartbeat between the blocks of a long step: the bytes last recorded, again (when due).
+        False when the mover must stop."""
+        return self.report(self.downloaded_bytes)
+
+    def beat_through(self, step):
+        """`step()` (one long system call: fsync, rename) in a helper thread, beating every
+        HEARTBEAT_SECONDS meanwhile; returns what it returns, raises what it raises."""
+        outcome = {}
+
+        def perform():
+            try:
+                outcome["result"] = step()
+            except BaseException as exc:  # handed to the run's thread below
+                outcome["error"] = exc
+
+        helper = threading.Thread(target=perform, name=f"step of {self.download_id}", daemon=True)
+        helper.start()
+        try:
+            while True:
+                helper.join(HEARTBEAT_SECONDS)
+                if not helper.is_alive():
+                    break
+                self.beat()  # its answer waits for the step: the claim is checked once it is over
+        finally:
+            # The step works on the locked `.part`: even a run interrupted here (a time limit)
+            # must not let go of the lock before the step is over.
+            helper.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")
+
+    def still_owns(self):
+        """True while this run's claim is the download's current one and it is downloading;
+        asked under the `.part` lock before the files are cut, renamed or discarded."""
+        return run_writes.owns(self._download)
 
     def rebase(self, nbytes):
         """The bytes on disk are the truth, even fewer than recorded (a file started over)."""

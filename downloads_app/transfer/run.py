@@ -4,6 +4,8 @@ import logging
 import threading
 import time
 
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
 from downloads_app.downloads import catalogue, lifecycle, run_writes
 from downloads_app.downloads.refusals import OriginUnusable, QuotaExceeded
 from downloads_app.infra.broker import QueueUnavailable
@@ -28,6 +30,13 @@ def _move_bytes(rt, download, handle):
     if source is None:
         return simulation.simulate(handle, rt.settings.download_simulated_seconds)
     return copier.fetch(handle, source, rt.settings)
+
+
+def _describe(error):
+    """The error as `last_error` keeps it; a time limit carries no message of its own."""
+    if isinstance(error, TimeLimitExceeded):
+        return "TimeLimitExceeded: the run outlasted its time limit (DOWNLOAD_TIME_LIMIT_SECONDS)"
+    return f"{type(error).__name__}: {error}"
 
 
 def _is_permanent(error):
@@ -67,9 +76,9 @@ def run(rt, download_id, job_id=None):
     started, first_byte = time.monotonic(), download.downloaded_bytes
     try:
         finished = _move_bytes(rt, download, RunHandle(rt, download, worker_stopping))
-    except Exception as exc:
+    except (Exception, TimeLimitExceeded) as exc:  # the time limit is a BaseException: the run ends here too
         _measure(started, "failed")
-        outcome = run_writes.record_failure(rt, download, f"{type(exc).__name__}: {exc}", permanent=_is_permanent(exc))
+        outcome = run_writes.record_failure(rt, download, _describe(exc), permanent=_is_permanent(exc))
         status = outcome.status if outcome else "moved on"
         job_log.warning("[Download Worker] Job failed: %s (%s): %s", download.id, status, exc)
         if outcome is not None and outcome.status == lifecycle.PENDING:

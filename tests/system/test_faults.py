@@ -1,6 +1,7 @@
 """Crashes and outages with real processes: a killed or stopped worker, Redis and PostgreSQL restarts."""
 
 import time
+from datetime import datetime
 
 import pytest
 import redis
@@ -73,6 +74,58 @@ def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(
         f"all {len(ids)} completed once, {recovery_seconds:.1f}s from kill to the last completion"
     )
     assert recovery_seconds < STALL_SECONDS + 4 + 8  # stall detection, then at most one 4 s transfer
+
+
+def logged_at(log, text):
+    """When the log line holding `text` was written (epoch seconds), from its `[%Y-%m-%d %H:%M:%S,%f]` stamp."""
+    line = next(line for line in log.splitlines() if text in line)
+    return datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+@pytest.mark.parametrize("prefetch", [None, 4], ids=["one-per-thread", "operator-prefetch-4"])
+def test_a_killed_workers_running_and_prefetched_downloads_run_again_once_within_the_stall_time(
+    database_url, movie, titles, token, tmp_path, prefetch
+):
+    transfer = 2
+    # A long backoff: a pending download's age says nothing of whether its message is lost.
+    settings = {**FAST_RECOVERY, "DOWNLOAD_SIMULATED_SECONDS": transfer, "DOWNLOAD_RETRY_MAX_BACKOFF_MS": 60_000}
+    if prefetch:
+        settings["dramatiq_queue_prefetch"] = prefetch
+    service = Service(database_url, PROCESS_REDIS_URL, tmp_path, **settings).start()
+    try:
+        client = Client(service, token("alice"))
+        ids = [client.start(content_id=content_id) for content_id in titles(6)]
+
+        def two_under_way_four_waiting():
+            current = client.downloads().values()
+            running = [d["id"] for d in current if d["status"] == "downloading" and d["progress"] >= 20]
+            waiting = [d["id"] for d in current if d["status"] == "pending"]
+            return (running, waiting) if (len(running), len(waiting)) == (2, 4) else None
+
+        running, waiting = wait_until(two_under_way_four_waiting, timeout=15, interval=0.05, message="two under way")
+        with redis.Redis.from_url(PROCESS_REDIS_URL) as broker:
+            # One message per thread: the four that cannot start stay on the queue for any worker.
+            assert broker.llen("dramatiq:downloads") == 6 - (prefetch or 2)
+        service.kill_worker()
+        killed_at = time.time()
+        service.worker.wait(timeout=10)
+        service.start_worker()
+        booted = time.time() - killed_at
+        client.wait_all(ids, "completed", timeout=60)
+
+        logs, new_worker = service.worker_logs(), service.log("worker-2")
+        assert all(completions(logs, i) == 1 for i in ids)
+        took = {i: logged_at(new_worker, f"Job completed: {i}") - killed_at for i in ids}
+        print(
+            f"\nprefetch {prefetch or 'one per thread'}: new worker ready {booted:.1f}s after the kill; "
+            f"kill to completion: running {max(took[i] for i in running):.1f}s, "
+            f"prefetched or queued {max(took[i] for i in waiting):.1f}s"
+        )
+        # Requeued within the stall time (+ a reconcile pass); the new worker's two threads then run
+        # the six in three rounds, the stalled two resuming from their bytes.
+        assert max(took.values()) < booted + STALL_SECONDS + 3 * transfer + 5
+    finally:
+        service.stop()
 
 
 def test_sigterm_hands_running_downloads_back_and_a_new_worker_finishes_them(service, token, titles):

@@ -27,11 +27,28 @@ def storage(tmp_path):
     return StoredFiles(tmp_path / "storage", free_margin_bytes=0)
 
 
+def opened(files, offset, version):
+    """The `.part`, locked and cut back to `offset` for origin version `version`, as a run resumes it."""
+    part = files.open_part()
+    assert part.start_at(offset, version)
+    return part
+
+
 def write_part(files, data, version="v1"):
     """A `.part` holding `data` of origin version `version`, as an earlier run leaves it."""
-    part = files.open_part(0, version)
+    part = opened(files, 0, version)
     part.write(data)
     part.close()
+
+
+def finish(files):
+    """The `.part` synced and renamed to its final name under its lock, as a run ends."""
+    part = files.open_part()
+    try:
+        part.sync()
+        part.publish()
+    finally:
+        part.close()
 
 
 # ---------------------------------------------------------------- human_bytes
@@ -88,7 +105,7 @@ def test_a_user_id_cannot_lead_out_of_the_storage_directory(storage, user_id):
         assert path.resolve().parent.parent == root
         assert re.fullmatch(r"[0-9a-f]{32}", path.parent.name)
     write_part(files, b"data")
-    files.finish()
+    finish(files)
     assert [p for p in root.rglob("*") if p.is_file()] == [files.final_path.resolve()]
 
 
@@ -105,7 +122,7 @@ def test_nothing_stored_yet(storage):
 
 def test_a_new_part_records_its_version_and_hashes_what_is_written(storage):
     files = storage.of(download())
-    part = files.open_part(0, '"etag-1"')
+    part = opened(files, 0, '"etag-1"')
     try:
         assert files.part_version() == '"etag-1"'  # written before any byte
         chunks = [b"abc", b"", os.urandom(5000)]
@@ -132,7 +149,7 @@ def test_open_part_appends_from_the_offset_and_hashes_the_kept_bytes_too(storage
     earlier = os.urandom(100)
     write_part(files, earlier, version="v1")
     new = os.urandom(321)
-    part = files.open_part(kept, "v2")
+    part = opened(files, kept, "v2")
     try:
         assert part.size == kept
         part.write(new)
@@ -149,7 +166,7 @@ def test_a_part_larger_than_a_hash_block_is_hashed_whole(storage):
     files = storage.of(download())
     earlier = os.urandom(2 * stored_files.HASH_READ_BYTES + 12345)
     write_part(files, earlier)
-    part = files.open_part(len(earlier), "v1")
+    part = opened(files, len(earlier), "v1")
     part.write(b"tail")
     part.close()
     assert part.sha256.hexdigest() == sha256(earlier + b"tail")
@@ -158,12 +175,12 @@ def test_a_part_larger_than_a_hash_block_is_hashed_whole(storage):
 def test_a_second_open_part_waits_for_the_lock_then_gives_up(storage, monkeypatch):
     monkeypatch.setattr(stored_files, "PART_LOCK_WAIT_SECONDS", 0.3)
     files = storage.of(download())
-    first = files.open_part(0, "v1")
+    first = opened(files, 0, "v1")
     try:
         first.write(b"first run's bytes")
         began = time.monotonic()
         with pytest.raises(PartFileBusy, match=f"another run still writes {files.part_path.name}"):
-            files.open_part(0, "v2")
+            opened(files, 0, "v2")
         assert time.monotonic() - began >= 0.3  # it waited for the first run to let go
         # The refused run changed nothing: not the bytes, not the version.
         assert files.part_path.read_bytes() == b"first run's bytes"
@@ -172,7 +189,7 @@ def test_a_second_open_part_waits_for_the_lock_then_gives_up(storage, monkeypatc
     finally:
         first.close()
     assert files.part_path.read_bytes() == b"first run's bytes!"
-    again = files.open_part(5, "v3")  # once the first run let go, the lock is free
+    again = opened(files, 5, "v3")  # once the first run let go, the lock is free
     again.close()
     assert files.part_path.read_bytes() == b"first" and files.part_version() == "v3"
 
@@ -180,7 +197,7 @@ def test_a_second_open_part_waits_for_the_lock_then_gives_up(storage, monkeypatc
 def test_a_second_open_part_gets_the_lock_when_the_first_run_lets_go_within_the_wait(storage, monkeypatch):
     monkeypatch.setattr(stored_files, "PART_LOCK_WAIT_SECONDS", 30)
     files = storage.of(download())
-    first = files.open_part(0, "v1")
+    first = opened(files, 0, "v1")
     first.write(b"0123456789")
     naps = []
 
@@ -193,7 +210,7 @@ def test_a_second_open_part_gets_the_lock_when_the_first_run_lets_go_within_the_
         time.sleep(seconds)
 
     monkeypatch.setattr(stored_files, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep_then_let_go))
-    second = files.open_part(4, "v1")
+    second = opened(files, 4, "v1")
     try:
         second.write(b"xy")
     finally:
@@ -201,6 +218,96 @@ def test_a_second_open_part_gets_the_lock_when_the_first_run_lets_go_within_the_
     assert len(naps) == 1  # it found the lock taken once, waited, then had it
     assert files.part_path.read_bytes() == b"0123xy"
     assert second.sha256.hexdigest() == sha256(b"0123xy")
+
+
+def test_the_size_of_a_part_is_read_under_its_lock(storage, monkeypatch):
+    monkeypatch.setattr(stored_files, "PART_LOCK_WAIT_SECONDS", 30)
+    files = storage.of(download())
+    first = opened(files, 0, "v1")
+    first.write(b"0123")
+
+    def sleep_then_grow(seconds):
+        # The first run writes more while the second waits for the lock, then lets go.
+        if not first.file.closed:
+            first.write(b"4567")
+            first.close()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(stored_files, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep_then_grow))
+    second = files.open_part()
+    second.close()
+    assert second.size == 8  # what was there once it held the lock, not before
+
+
+@pytest.mark.parametrize("first_run_ends", ["publish", "discard"])
+def test_a_run_that_waited_while_the_part_went_away_locks_a_new_part(storage, monkeypatch, first_run_ends):
+    monkeypatch.setattr(stored_files, "PART_LOCK_WAIT_SECONDS", 30)
+    files = storage.of(download())
+    first = opened(files, 0, "v1")
+    first.write(b"the finished file")
+
+    def sleep_then_end_the_first_run(seconds):
+        # The first run renames (or discards) the part it holds while the second waits for it.
+        if not first.file.closed:
+            if first_run_ends == "publish":
+                first.sync()
+                first.publish()
+            else:
+                first.discard()
+            first.close()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(
+        stored_files, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep_then_end_the_first_run)
+    )
+    second = files.open_part()
+    try:
+        assert second.size == 0  # a new part: not the file it waited on
+        assert second.start_at(0, "v2")
+        second.write(b"x")
+    finally:
+        second.close()
+    assert files.part_path.read_bytes() == b"x" and files.part_version() == "v2"
+    if first_run_ends == "publish":
+        assert files.final_path.read_bytes() == b"the finished file"  # untouched by the second run
+    else:
+        assert not files.final_path.exists()
+
+
+def test_start_at_never_makes_a_part_longer(storage):
+    files = storage.of(download())
+    write_part(files, b"01234", version="v1")
+    part = files.open_part()
+    try:
+        with pytest.raises(ValueError, match=r"at byte 6: it has 5"):
+            part.start_at(6, "v2")  # a truncate would fill the gap with zeros
+    finally:
+        part.close()
+    assert files.part_path.read_bytes() == b"01234" and files.part_version() == "v1"
+
+
+def test_start_at_asks_to_keep_going_between_hash_blocks_and_stops_when_told(storage, monkeypatch):
+    monkeypatch.setattr(stored_files, "HASH_READ_BYTES", 10)
+    files = storage.of(download())
+    data = os.urandom(100)
+    write_part(files, data)
+    asked = []
+
+    def keep_going(limit):
+        asked.append(len(asked))
+        return len(asked) <= limit
+
+    part = files.open_part()
+    try:
+        assert part.start_at(100, "v1", lambda: keep_going(limit=100)) is True
+        assert len(asked) == 10  # once before each block of the kept bytes
+        assert part.sha256.hexdigest() == sha256(data)
+        asked.clear()
+        assert part.start_at(100, "v1", lambda: keep_going(limit=3)) is False  # the fourth answer: stop
+        assert len(asked) == 4
+    finally:
+        part.close()
+    assert files.part_path.read_bytes() == data  # stopping keeps the bytes
 
 
 # ---------------------------------------------------------------- finish, discard, remove
@@ -211,7 +318,7 @@ def test_finish_renames_the_part_and_forgets_its_version(storage):
     data = os.urandom(4096)
     write_part(files, data)
     inode = files.part_path.stat().st_ino
-    files.finish()
+    finish(files)
     assert files.final_path.read_bytes() == data
     assert files.final_path.stat().st_ino == inode  # renamed in place, not copied
     assert not files.part_path.exists() and not files.version_path.exists()
@@ -221,25 +328,16 @@ def test_finish_renames_the_part_and_forgets_its_version(storage):
 def test_finish_replaces_an_earlier_final_file(storage):
     files = storage.of(download())
     write_part(files, b"old")
-    files.finish()
+    finish(files)
     write_part(files, b"new and longer")
-    files.finish()
+    finish(files)
     assert files.final_path.read_bytes() == b"new and longer"
-
-
-def test_finish_without_a_part_fails_and_keeps_the_final_file(storage):
-    files = storage.of(download())
-    write_part(files, b"done")
-    files.finish()
-    with pytest.raises(FileNotFoundError):
-        files.finish()
-    assert files.final_path.read_bytes() == b"done"
 
 
 def test_discard_part_keeps_the_final_file_and_remove_deletes_everything(storage):
     files = storage.of(download())
     write_part(files, b"finished")
-    files.finish()
+    finish(files)
     write_part(files, b"next")
     files.discard_part()
     assert not files.part_path.exists() and not files.version_path.exists()

@@ -85,7 +85,8 @@ def gets(nginx, count):
 
 def leave_part(files, data, version):
     """The `.part` an earlier run left: `data` of the origin version `version`."""
-    part = files.open_part(0, version)
+    part = files.open_part()
+    part.start_at(0, version)
     part.write(data)
     part.close()
 
@@ -270,7 +271,8 @@ def test_a_file_that_outgrew_the_quota_is_refused_and_nothing_changes(rt, config
     assert (stored.file_size_bytes, stored.downloaded_bytes) == (SIZE - 1, 0)
     assert download.file_size_bytes == SIZE - 1
     assert ledger.storage(rt.settings, "alice")["used_bytes"] == SIZE - 1
-    assert not rt.files.of(download).part_path.exists()  # refused before a byte was written
+    files = rt.files.of(download)
+    assert files.stored_bytes() == 0 and files.part_version() is None  # refused before a byte was written
 
 
 def test_no_room_on_disk_is_refused_before_asking_the_origin(rt, configure, nginx, location):
@@ -280,7 +282,8 @@ def test_no_room_on_disk_is_refused_before_asking_the_origin(rt, configure, ngin
         fetch(rt, download)
     wait_until(lambda: logged(nginx, "HEAD"), timeout=10, message="set_source's HEAD in nginx's log")
     assert logged(nginx) == []  # no GET: the HEAD of set_source is the only request
-    assert not rt.files.of(download).part_path.exists()
+    files = rt.files.of(download)
+    assert files.stored_bytes() == 0 and files.part_version() is None
 
 
 def test_a_file_larger_than_recorded_is_checked_against_the_free_space(rt, configure, nginx, media):
@@ -331,6 +334,15 @@ class SizeKeepingHandle:
         self.calls.append(("report", nbytes))
         return True
 
+    def beat(self):
+        return True
+
+    def beat_through(self, step):
+        return step()
+
+    def still_owns(self):
+        return True
+
     def rebase(self, nbytes):
         self.calls.append(("rebase", nbytes))
         self.downloaded_bytes = nbytes
@@ -363,11 +375,21 @@ def test_a_size_mismatch_discards_the_part_and_rebases_to_zero(tmp_path, locatio
 # ---------------------------------------------------------------- stopping
 
 
-def test_a_handle_whose_claim_was_lost_stops_and_leaves_the_part_for_resume(rt, configure, nginx, location, original):
+def test_a_handle_whose_claim_was_lost_stops_and_leaves_the_part_for_resume(
+    rt, configure, monkeypatch, nginx, location, original
+):
     rt = configure(DOWNLOAD_PROGRESS_BYTES=1)  # a progress write, so a claim check, at every chunk
     download = claimed(rt, location)
-    user_actions.pause(rt, "alice", download.id)  # the run's claim is no longer the current state
+    record_progress = run_writes.record_progress
+
+    def paused_at_the_first_bytes(rt, run, nbytes):
+        if nbytes and record(run).status == "downloading":
+            user_actions.pause(rt, "alice", run.id)  # the run's claim is no longer the current state
+        return record_progress(rt, run, nbytes)
+
+    monkeypatch.setattr(run_writes, "record_progress", paused_at_the_first_bytes)
     finished, handle = fetch(rt, download)
+    monkeypatch.setattr(run_writes, "record_progress", record_progress)
     assert finished is False
     files = handle.files
     kept = files.stored_bytes()
