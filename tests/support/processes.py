@@ -108,6 +108,17 @@ class Service:
             self.wait_worker_ready(name)
         return name
 
+    def run_on(self, host, arguments, timeout=60):
+        """Run this Python with `arguments` on `host`, in the services' environment; the finished process."""
+        return subprocess.run(
+            host.command([sys.executable, *arguments]),
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def wait_worker_ready(self, name):
         wait_until(lambda: "Worker process is ready" in self.log(name), timeout=60, interval=0.05, message=name)
 
