@@ -61,16 +61,16 @@ class Host:
         self.namespace = f"{PREFIX}{name}"
         self.address = f"{SUBNET}.{last_octet}"
         self.link = f"{PREFIX}{name}-r"  # the root end, on the bridge: down cuts the host off
+        self.inside = f"{PREFIX}{name}-n"
 
     def create(self):
-        inside = f"{PREFIX}{self.name}-n"
         ip("netns", "add", self.namespace)
-        ip("link", "add", self.link, "type", "veth", "peer", "name", inside, "netns", self.namespace)
+        ip("link", "add", self.link, "type", "veth", "peer", "name", self.inside, "netns", self.namespace)
         ip("link", "set", self.link, "master", BRIDGE, "up")
         ns = ("-n", self.namespace)
         ip(*ns, "link", "set", "lo", "up")
-        ip(*ns, "addr", "add", f"{self.address}/24", "dev", inside)
-        ip(*ns, "link", "set", inside, "up")
+        ip(*ns, "addr", "add", f"{self.address}/24", "dev", self.inside)
+        ip(*ns, "link", "set", self.inside, "up")
 
     def command(self, command):
         return ["ip", "netns", "exec", self.namespace, *command]
@@ -87,7 +87,17 @@ class Host:
         ip("link", "set", self.link, "down")
 
     def restore(self):
+        """The link up again, and the host's neighbour entries that failed meanwhile forgotten, so
+        its next connection resolves the gateway afresh instead of answering "No route to host"."""
         ip("link", "set", self.link, "up")
+        wait_until(self._forwarding, timeout=10, message=f"{self.link} forwarding")
+        ip("-n", self.namespace, "neigh", "flush", "dev", self.inside)
+
+    def _forwarding(self):
+        """The bridge forwards on the root end, and the host's end has its carrier back."""
+        port = subprocess.run(["bridge", "link", "show", "dev", self.link], capture_output=True, text=True, timeout=30)
+        inside = ip("-n", self.namespace, "link", "show", self.inside).stdout
+        return "state forwarding" in port.stdout and "LOWER_UP" in inside
 
 
 class Network:

@@ -47,13 +47,16 @@ SETTINGS = {
     "DOWNLOAD_RECONCILE_SECONDS": 1,
     "DOWNLOAD_READ_TIMEOUT_SECONDS": 2,  # below DOWNLOAD_STALL_SECONDS
     "DATABASE_TIMEOUT_SECONDS": 2,  # below DOWNLOAD_STALL_SECONDS
-    "DOWNLOAD_RETRY_MIN_BACKOFF_MS": 100,
-    "DOWNLOAD_RETRY_MAX_BACKOFF_MS": 500,
+    # Retries back off as in production (the tests' environment shortens them): no download
+    # here waits out a backoff, so none may be queued again for being old while its message lives.
+    "DOWNLOAD_RETRY_MIN_BACKOFF_MS": 1_000,
+    "DOWNLOAD_RETRY_MAX_BACKOFF_MS": 60_000,
     "DOWNLOAD_MAX_ATTEMPTS": 10,
     "REDIS_TIMEOUT_SECONDS": 1,
     "RATELIMIT_ENABLED": "false",
     "STORAGE_FREE_MARGIN_BYTES": 0,
 }
+LOGS = {"w1": "worker-1", "w2": "worker-2"}  # the log of each worker host's worker (start_workers)
 # Waits for what the test does not measure (a claim, a poll) are generous: a busy machine is slow.
 SLACK_SECONDS = 15
 
@@ -138,8 +141,8 @@ def template_url(postgres, redis_url, origin):
 
 
 @pytest.fixture
-def cluster(network, postgres, redis_url, template_url, tmp_path):
-    """This test's own database, the API on the api host and one worker on each worker host."""
+def api(network, postgres, redis_url, template_url, tmp_path):
+    """This test's own database and the API on the api host; (the service, alice's client)."""
     template, tokens = template_url
     name = f"t_{secrets.token_hex(4)}"
     with closing(psycopg2.connect(postgres.url)) as admin:
@@ -155,14 +158,28 @@ def cluster(network, postgres, redis_url, template_url, tmp_path):
         **SETTINGS,
     )
     try:
-        service.start(worker_hosts=(network["w1"], network["w2"]))  # worker-1 on w1, worker-2 on w2
+        service.start(worker_hosts=())
         yield service, Client(service, tokens["alice"])
     finally:
-        for host in ("w1", "w2"):
+        for host in LOGS:
             network[host].restore()
         service.stop()
         for host in network.hosts.values():  # nothing of this test may outlive it
             host.kill_all()
+
+
+def start_workers(service, network):
+    """One worker on each worker host, booting side by side: worker-1 on w1, worker-2 on w2."""
+    names = [service.start_worker(network[host], wait=False) for host in LOGS]
+    for name in names:
+        service.wait_worker_ready(name)
+
+
+@pytest.fixture
+def cluster(api, network):
+    """The API and one worker on each worker host."""
+    start_workers(api[0], network)
+    return api
 
 
 # ---------------------------------------------------------------- what the hosts did
@@ -191,15 +208,23 @@ def running_on(service, log_name, downloads):
     }
 
 
-def w1_transferring_two(service, client):
-    """Predicate: both of w1's threads transfer, each past a fifth of its file (then: those downloads)."""
+def a_host_transferring_two(service, client):
+    """Wait until one worker host's threads both transfer, each past a fifth of its file.
+
+    Returns (that host, the other, {id: download} of its transfers)."""
 
     def reached():
-        on_w1 = running_on(service, "worker-1", client.downloads())
-        under_way = [d for d in on_w1.values() if int(d["downloaded_bytes"]) >= SIZE // 5]
-        return len(under_way) == THREADS_PER_HOST and on_w1
+        downloads = client.downloads()
+        for host, other in (("w1", "w2"), ("w2", "w1")):
+            running = running_on(service, LOGS[host], downloads)
+            under_way = [d for d in running.values() if int(d["downloaded_bytes"]) >= SIZE // 5]
+            if len(under_way) == THREADS_PER_HOST:
+                return host, other, running
+        return None
 
-    return reached
+    return wait_until(
+        reached, timeout=TRANSFER_SECONDS + SLACK_SECONDS, interval=0.05, message="a host transferring two"
+    )
 
 
 def assert_stored_byte_exact(service, client, ids, media):
@@ -232,9 +257,11 @@ def _files(storage):
 # ---------------------------------------------------------------- the scenarios
 
 
-def test_more_downloads_than_one_hosts_threads_keep_both_hosts_busy_before_any_waits(cluster):
-    service, client = cluster
+def test_more_downloads_than_one_hosts_threads_keep_both_hosts_busy_before_any_waits(api, network):
+    service, client = api
+    # All queued before the workers boot: the first to fetch may take no more than it can run.
     ids = [client.start(QUALITY, content_id) for content_id in TITLES[: 2 * THREADS_PER_HOST + 1]]
+    start_workers(service, network)
 
     def all_threads_busy_or_one_done():
         downloads = client.downloads()
@@ -244,7 +271,7 @@ def test_more_downloads_than_one_hosts_threads_keep_both_hosts_busy_before_any_w
     # Until the first completes, every download either runs or waits for a thread.
     seen = wait_until(all_threads_busy_or_one_done, timeout=TRANSFER_SECONDS + SLACK_SECONDS, interval=0.05)
     statuses = sorted(d["status"] for d in seen.values())
-    per_host = [len(running_on(service, name, seen)) for name in ("worker-1", "worker-2")]
+    per_host = [len(running_on(service, name, seen)) for name in LOGS.values()]
     assert statuses == ["downloading"] * (2 * THREADS_PER_HOST) + ["pending"], (statuses, "running per host", per_host)
     assert per_host == [THREADS_PER_HOST, THREADS_PER_HOST], per_host
     print(f"\n{len(ids)} downloads on 2 hosts × {THREADS_PER_HOST} threads: running per host {per_host}, 1 waiting")
@@ -254,29 +281,24 @@ def test_a_killed_worker_hosts_downloads_complete_on_the_other_host(cluster, net
     service, client = cluster
     ids = [client.start(QUALITY, content_id) for content_id in TITLES[: 2 * THREADS_PER_HOST]]
 
-    on_w1 = wait_until(
-        w1_transferring_two(service, client),
-        timeout=TRANSFER_SECONDS + SLACK_SECONDS,
-        interval=0.05,
-        message="w1 transferring two downloads past a fifth",
-    )
-    network["w1"].kill_all()
+    killed, survivor, running = a_host_transferring_two(service, client)
+    network[killed].kill_all()
     killed_at = time.monotonic()
-    at_kill = {i: int(d["downloaded_bytes"]) for i, d in client.downloads().items() if i in on_w1}
-    client.wait_all(ids, "completed", timeout=STALL_SECONDS + 5 + TRANSFER_SECONDS + SLACK_SECONDS)
+    at_kill = {i: int(d["downloaded_bytes"]) for i, d in client.downloads().items() if i in running}
+    bound = STALL_SECONDS + 5 + TRANSFER_SECONDS
+    client.wait_all(ids, "completed", timeout=bound + SLACK_SECONDS)
     recovery_seconds = time.monotonic() - killed_at
 
-    taken_over = runs(service, "worker-2")
+    taken_over = runs(service, LOGS[survivor])
     for download_id, nbytes in at_kill.items():
         (attempt, from_byte) = taken_over[download_id][-1]
         assert attempt >= 2 and from_byte >= nbytes > 0, (download_id, taken_over[download_id], nbytes)
     verified = assert_stored_byte_exact(service, client, ids, media)
     print(
-        f"\nw1 killed with {len(at_kill)} transfers running: all {len(ids)} completed once on w2, "
-        f"{recovery_seconds:.1f}s from the kill to the last completion "
-        f"(bound {STALL_SECONDS + 5 + TRANSFER_SECONDS:.1f}s); {verified} bytes verified"
+        f"\n{killed} killed with {len(at_kill)} transfers running: all {len(ids)} completed once, on {survivor}, "
+        f"{recovery_seconds:.1f}s from the kill to the last completion (bound {bound:.1f}s); {verified} bytes verified"
     )
-    assert recovery_seconds < STALL_SECONDS + 5 + TRANSFER_SECONDS
+    assert recovery_seconds < bound
 
 
 def claims(service, ids):
@@ -311,53 +333,48 @@ def test_a_cut_off_worker_hosts_downloads_move_to_the_other_host_and_its_late_wr
     service, client = cluster
     ids = [client.start(QUALITY, content_id) for content_id in TITLES]
 
-    on_w1 = wait_until(
-        w1_transferring_two(service, client),
-        timeout=TRANSFER_SECONDS + SLACK_SECONDS,
-        interval=0.05,
-        message="w1 transferring two downloads past a fifth",
-    )
-    network["w1"].cut()
+    cut_off, survivor, running = a_host_transferring_two(service, client)
+    network[cut_off].cut()
     cut_at = time.monotonic()
-    w1_log_at_cut = len(service.log("worker-1"))
-    w1_claims = claims(service, on_w1)
+    log_at_cut = len(service.log(LOGS[cut_off]))
+    old_claims = claims(service, running)
     waiting = [i for i, d in client.downloads().items() if d["status"] == "pending"]
 
-    def w2_completed_them():
-        """Every download w1 was transferring or that waited is complete, by w2, while w1 is cut off."""
-        completed_by_w2 = service.log("worker-2").count
-        return all(completed_by_w2(f"Job completed: {i} ") == 1 for i in [*on_w1, *waiting])
+    def survivor_completed_them():
+        """Every download the cut-off host was transferring, or that waited, is complete, by the survivor."""
+        completed_by_survivor = service.log(LOGS[survivor]).count
+        return all(completed_by_survivor(f"Job completed: {i} ") == 1 for i in [*running, *waiting])
 
-    # w2 runs its own first; w1's are found stalled after STALL_SECONDS (one reconcile pass later)
-    # and resumed on w2 once w1's runs, failing to reach the database within
-    # DATABASE_TIMEOUT_SECONDS, let go of their `.part`; at worst three transfers on each of w2's threads.
+    # The survivor runs its own first; the cut-off host's are found stalled after STALL_SECONDS
+    # (one reconcile pass later) and resumed once its runs, failing to reach the database within
+    # DATABASE_TIMEOUT_SECONDS, let go of their `.part`; at worst three transfers per thread.
     wait_until(
-        w2_completed_them,
+        survivor_completed_them,
         timeout=STALL_SECONDS + 5 + 3 * TRANSFER_SECONDS + SLACK_SECONDS,
         interval=0.05,
-        message="w2 completing every download w1 held or that waited, with w1 cut off",
+        message=f"{survivor} completing every download {cut_off} was transferring or that waited",
     )
     takeover_seconds = time.monotonic() - cut_at
     assert takeover_seconds > STALL_SECONDS  # the link stayed down longer than the stall time
-    cut_off_log = service.log("worker-1")[w1_log_at_cut:]
-    for download_id in on_w1:  # w1's runs ended on their unanswered database call, not by finishing
+    cut_off_log = service.log(LOGS[cut_off])[log_at_cut:]
+    for download_id in running:  # its runs ended on their unanswered database call, not by finishing
         assert f"Failed to process message transfer_download('{download_id}')" in cut_off_log, download_id
-    network["w1"].restore()
+    network[cut_off].restore()
     client.wait_all(ids, "completed", timeout=2 * TRANSFER_SECONDS + SLACK_SECONDS)
 
     late = service.run_on(
-        network["w1"], ["-c", LATE_WRITES, *(f"{i}:{token}:{nbytes}" for i, (token, nbytes) in w1_claims.items())]
+        network[cut_off], ["-c", LATE_WRITES, *(f"{i}:{token}:{nbytes}" for i, (token, nbytes) in old_claims.items())]
     )
     assert late.returncode == 0, late.stderr
-    assert sorted(late.stdout.split("\n")[:-1]) == sorted(f"{i} progress False completion False" for i in on_w1)
-    assert "Job completed" not in service.log("worker-1")[w1_log_at_cut:]
-    for download_id in on_w1:
-        assert runs(service, "worker-2")[download_id][-1][0] >= 2  # a later attempt, w2's
+    assert sorted(late.stdout.split("\n")[:-1]) == sorted(f"{i} progress False completion False" for i in running)
+    assert "Job completed" not in service.log(LOGS[cut_off])[log_at_cut:]
+    for download_id in running:
+        assert runs(service, LOGS[survivor])[download_id][-1][0] >= 2  # a later attempt, the survivor's
     verified = assert_stored_byte_exact(service, client, ids, media)  # and the late writes changed nothing
     print(
-        f"\nw1 cut off with {len(on_w1)} transfers running and {len(waiting)} waiting: w2 completed all of them "
-        f"{takeover_seconds:.1f}s after the cut (the link restored then; all {len(ids)} completed once); "
-        f"w1's runs failed on their unanswered database calls; its late progress and completion writes with "
-        f"the claims of before the cut, made from w1 after the restore, refused: {late.stdout.split()}; "
-        f"{verified} bytes verified"
+        f"\n{cut_off} cut off with {len(running)} transfers running and {len(waiting)} waiting: {survivor} "
+        f"completed all of them {takeover_seconds:.1f}s after the cut (the link restored then; all {len(ids)} "
+        f"completed once); {cut_off}'s runs failed on their unanswered database calls; its late progress and "
+        f"completion writes with the claims of before the cut, made from {cut_off} after the restore, refused: "
+        f"{late.stdout.split()}; {verified} bytes verified"
     )
