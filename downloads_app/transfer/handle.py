@@ -65,8 +65,10 @@ class RunHandle:
         return not self.should_stop()
 
     def beat(self):
-        """A heartbeat between the blocks of a long step: the bytes last recorded, again (when due).
-        False when the mover must stop."""
+        """A heartbeat between the blocks of a long step: the bytes last recorded, written again
+        once HEARTBEAT_SECONDS have passed (even for a whole file). False when the mover must stop."""
+        if time.monotonic() - self._last_write < HEARTBEAT_SECONDS:
+            return not self.should_stop()
         return self.report(self.downloaded_bytes)
 
     def beat_through(self, step):

@@ -5,21 +5,24 @@ would, and calls `copier.fetch` itself (no worker consumes the queue), so every 
 run is the test's to arrange and check. nginx's access log tells what was asked of the origin.
 """
 
+import hashlib
 import json
 import os
 import re
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from downloads_app.config import load_settings, settings_from
-from downloads_app.downloads import catalogue, ledger, run_writes, user_actions
+from downloads_app.downloads import catalogue, ledger, recovery, run_writes, user_actions
 from downloads_app.downloads.models import ContentSource, Download
 from downloads_app.downloads.refusals import QuotaExceeded
-from downloads_app.infra import origins
+from downloads_app.infra import origins, stored_files
 from downloads_app.infra.event_hub import CHANNEL_PREFIX
 from downloads_app.infra.stored_files import InsufficientStorage, StoredFiles
-from downloads_app.transfer import copier
+from downloads_app.transfer import copier, handle
 from downloads_app.transfer.copier import VerificationFailed
 from downloads_app.transfer.handle import RunHandle
 from support import sha256_hex, wait_until
@@ -85,10 +88,9 @@ def gets(nginx, count):
 
 def leave_part(files, data, version):
     """The `.part` an earlier run left: `data` of the origin version `version`."""
-    part = files.open_part()
-    part.start_at(0, version)
-    part.write(data)
-    part.close()
+    files.part_path.parent.mkdir(parents=True, exist_ok=True)
+    files.part_path.write_bytes(data)
+    files.version_path.write_text(version or "")
 
 
 def validator(location):
@@ -417,3 +419,218 @@ def test_a_stopping_worker_stops_before_copying(rt, location):
     assert handle.files.stored_bytes() == 0 and not handle.files.final_path.exists()
     stored = record(download)
     assert (stored.status, stored.downloaded_bytes) == ("downloading", 0)
+
+
+# ---------------------------------------------------------------- fencing: only the current claim touches the files
+
+
+class Run(threading.Thread):
+    """copier.fetch of `download` in a thread of its own, as a worker thread runs it: its answer or error."""
+
+    def __init__(self, rt, download):
+        super().__init__(daemon=True)
+        self.rt, self.download = rt, download
+        self.answer = self.error = None
+        self.over = threading.Event()
+
+    def run(self):
+        try:
+            self.answer = fetch(self.rt, self.download)[0]
+        except BaseException as exc:  # handed to the test
+            self.error = exc
+        finally:
+            self.over.set()
+
+    def result(self):
+        assert self.over.wait(60), "the run did not end"
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def superseded(rt, download):
+    """Pause and resume `download` and claim it again: the claim of its first run is no longer current."""
+    user_actions.pause(rt, "alice", download.id)
+    user_actions.resume(rt, "alice", download.id)
+    current = run_writes.claim(rt, download.id)
+    assert current is not None and current.claim_token != download.claim_token
+    return current
+
+
+def test_a_superseded_run_cannot_leave_the_current_run_a_file_of_zeros(rt, monkeypatch, location, original):
+    """Issue 13's interleaving. Run A, whose claim is lost, holds a complete part at its final fsync.
+    Run B is then either blocked on the part's lock or (unfenced) has read the part as whole and got
+    the origin's 416; only then does A go on, and B only once A is over. Without a catalogue SHA-256
+    only the size verifies the file: B must still store the origin's bytes, not a hole of zeros."""
+    monkeypatch.setattr(stored_files, "PART_LOCK_WAIT_SECONDS", 60)
+    run_a = claimed(rt, location)
+    files = rt.files.of(run_a)
+    leave_part(files, original, validator(location))  # every byte already on disk
+    a_syncing, b_on_its_way = threading.Event(), threading.Event()
+    fsync, open_range = os.fsync, origins.open_range
+    runs_b = []
+
+    def a_holds_its_fsync(fd):
+        if not a_syncing.is_set():  # the first fsync is A's
+            a_syncing.set()
+            assert b_on_its_way.wait(60), "run B never came"
+        fsync(fd)
+
+    def sleep_waiting_for_the_lock(seconds):
+        b_on_its_way.set()  # only B ever waits for the lock: A holds it
+        time.sleep(seconds)
+
+    def open_range_then_wait_for_a(*args, **kwargs):
+        answer = open_range(*args, **kwargs)
+        if threading.current_thread() in runs_b:
+            b_on_its_way.set()
+            assert a.over.wait(60), "run A never ended"
+        return answer
+
+    monkeypatch.setattr(stored_files.os, "fsync", a_holds_its_fsync)
+    monkeypatch.setattr(
+        stored_files, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep_waiting_for_the_lock)
+    )
+    monkeypatch.setattr(origins, "open_range", open_range_then_wait_for_a)
+    a = Run(rt, run_a)
+    a.start()
+    wait_until(lambda: a_syncing.is_set() or a.over.is_set(), timeout=60, message="run A at its fsync")
+    assert a_syncing.is_set(), a.result()
+    run_b = superseded(rt, run_a)
+    b = Run(rt, run_b)
+    runs_b.append(b)
+    b.start()
+    assert a.result() is False  # it lost its claim: it placed no file
+    assert b.result() is True
+    assert run_writes.complete(rt, run_a) is None
+    assert run_writes.complete(rt, run_b) is not None
+    assert files.final_path.read_bytes() == original
+    stored = record(run_b)
+    assert (stored.status, stored.sha256) == ("completed", sha256_hex(original))
+
+
+def test_a_superseded_run_whose_rebase_is_refused_leaves_the_part_alone(rt, nginx, location, original):
+    run_a = claimed(rt, location)
+    files = rt.files.of(run_a)
+    kept = 1_000_000
+    # Bytes of a version the origin no longer has: it answers with the whole file, so A must rebase to 0.
+    leave_part(files, original[:kept], '"an older version"')
+    assert run_writes.record_progress(rt, run_a, kept)
+    run_b = superseded(rt, run_a)  # the part is now the current run's
+    assert fetch(rt, run_a)[0] is False
+    assert files.part_path.read_bytes() == original[:kept]  # not cut back to 0
+    assert files.part_version() == '"an older version"'
+    stored = record(run_b)
+    assert (stored.status, stored.downloaded_bytes, stored.claim_token) == ("downloading", kept, run_b.claim_token)
+    assert fetch(rt, run_b)[0] is True  # the owner starts over itself
+    assert files.final_path.read_bytes() == original
+
+
+# ---------------------------------------------------------------- heartbeats through long steps
+
+STALL_SECONDS = 2.0
+
+
+@pytest.fixture
+def stall_watched(rt, configure, monkeypatch):
+    """A runtime whose reconciler deems a run dead after STALL_SECONDS silent, the run beating 20 times as often."""
+    monkeypatch.setattr(handle, "HEARTBEAT_SECONDS", STALL_SECONDS / 20)
+    return configure(STORAGE_FREE_MARGIN_BYTES=0, DOWNLOAD_STALL_SECONDS=STALL_SECONDS)
+
+
+def sweeps_through(rt, seconds):
+    """The reconciler's sweep, run every tenth of STALL_SECONDS for `seconds`: what each did."""
+    done, end = [], time.monotonic() + seconds
+    wait_until(
+        lambda: done.append(recovery.sweep(rt)) or time.monotonic() >= end,
+        timeout=seconds + 60,
+        interval=STALL_SECONDS / 10,
+        message="the sweeps",
+    )
+    return done
+
+
+def assert_left_alone(sweeps):
+    assert len(sweeps) > 1 and all(not (s["requeued"] or s["failed"]) for s in sweeps), sweeps
+
+
+def test_a_slow_fsync_beats_and_the_reconciler_leaves_the_run_alone(stall_watched, monkeypatch, location, original):
+    rt = stall_watched
+    download = claimed(rt, location)
+    syncing, synced = threading.Event(), threading.Event()
+    fsync = os.fsync
+
+    def slow_fsync(fd):
+        syncing.set()
+        assert synced.wait(60)
+        fsync(fd)
+
+    monkeypatch.setattr(stored_files.os, "fsync", slow_fsync)
+    run = Run(rt, download)
+    run.start()
+    assert syncing.wait(60), "the run never reached its fsync"
+    try:
+        sweeps = sweeps_through(rt, 1.5 * STALL_SECONDS)  # longer than a silent run survives
+    finally:
+        synced.set()
+    assert run.result() is True
+    assert_left_alone(sweeps)
+    assert run_writes.complete(rt, download) is not None
+    assert rt.files.of(download).final_path.read_bytes() == original
+    assert record(download).attempts == 1
+
+
+def test_beats_write_at_most_every_heartbeat_even_for_a_whole_file(rt, monkeypatch, location):
+    download = claimed(rt, location)
+    assert run_writes.record_progress(rt, download, download.file_size_bytes)  # a report of them is always due
+    writes = []
+    record_progress = run_writes.record_progress
+    monkeypatch.setattr(run_writes, "record_progress", lambda *args: writes.append(args) or record_progress(*args))
+    monkeypatch.setattr(handle, "HEARTBEAT_SECONDS", 3600)
+    run = RunHandle(rt, download, threading.Event())
+    assert all(run.beat() for _ in range(100))  # a beat per hashed block of a whole part
+    assert writes == []  # the handle was just made: no beat is due for an hour
+
+
+class SlowVolumeSha256:
+    """hashlib.sha256 whose every update takes a nap while `slow` is set: hashing a part on a slow volume."""
+
+    slow = threading.Event()
+    started = threading.Event()
+
+    def __init__(self, data=b""):
+        self._hash = hashlib.sha256(data)
+
+    def update(self, data):
+        if self.slow.is_set():
+            self.started.set()
+            time.sleep(STALL_SECONDS / 100)
+        self._hash.update(data)
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+
+def test_hashing_a_resumed_part_beats_and_the_reconciler_leaves_the_run_alone(
+    stall_watched, monkeypatch, location, original
+):
+    rt = stall_watched
+    download = claimed(rt, location)
+    files = rt.files.of(download)
+    leave_part(files, original[:-1], validator(location))  # all but one byte to hash first
+    monkeypatch.setattr(stored_files, "HASH_READ_BYTES", 4096)  # 769 blocks: far longer than the sweeps
+    monkeypatch.setattr(stored_files, "hashlib", SimpleNamespace(sha256=SlowVolumeSha256))
+    SlowVolumeSha256.slow.set()
+    SlowVolumeSha256.started.clear()
+    run = Run(rt, download)
+    run.start()
+    try:
+        assert SlowVolumeSha256.started.wait(60), "the run never hashed"
+        sweeps = sweeps_through(rt, 1.5 * STALL_SECONDS)
+    finally:
+        SlowVolumeSha256.slow.clear()  # the rest of the part hashes at full speed
+    assert run.result() is True
+    assert_left_alone(sweeps)
+    assert run_writes.complete(rt, download) is not None
+    assert files.final_path.read_bytes() == original and download.sha256 == sha256_hex(original)

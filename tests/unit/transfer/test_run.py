@@ -1,10 +1,19 @@
 """The transfer actor on a real Redis broker with a real two-thread Dramatiq worker."""
 
-import pytest
+import threading
 
+import pytest
+from dramatiq.middleware.time_limit import TimeLimit, TimeLimitExceeded
+
+import actors
+import actors.transfer_download
 from downloads_app.downloads.models import Download, StorageLedger
+from downloads_app.transfer import run as transfer_run
 from downloads_app.transfer import simulation
+from downloads_app.transfer.run import TransferFailed
 from support import wait_until
+
+TIME_LIMIT_ERROR = "TimeLimitExceeded: the run outlasted its time limit (DOWNLOAD_TIME_LIMIT_SECONDS)"
 
 
 @pytest.fixture
@@ -138,3 +147,62 @@ def test_an_idle_worker_looks_at_redis_at_least_every_idle_poll(app):
         assert consumer.timeout == app.config["WORKER_IDLE_POLL_MS"] == 100
     finally:
         consumer.close()
+
+
+def halfway_then_out_of_time(handle, seconds):
+    handle.report(handle.file_size_bytes // 2)
+    raise TimeLimitExceeded()  # what Dramatiq's TimeLimit raises in the worker thread
+
+
+@pytest.mark.parametrize("max_attempts, status", [(3, "pending"), (1, "failed")])
+def test_a_time_limit_in_a_run_records_the_failed_attempt_at_once(
+    app_ctx, configure, start, monkeypatch, max_attempts, status
+):
+    rt = configure(DOWNLOAD_MAX_ATTEMPTS=max_attempts)
+    monkeypatch.setattr(simulation, "simulate", halfway_then_out_of_time)
+    download_id = start()
+    if status == "pending":
+        with pytest.raises(TransferFailed) as failed:  # Dramatiq retries it with backoff
+            transfer_run.run(rt, download_id)
+        assert isinstance(failed.value.__cause__, TimeLimitExceeded)
+    else:
+        assert transfer_run.run(rt, download_id) is None  # nothing left to retry
+    stored = record(app_ctx, download_id)
+    assert (stored.status, stored.attempts, stored.claim_token) == (status, 1, None)
+    assert stored.downloaded_bytes == stored.file_size_bytes // 2  # kept for the next attempt
+    assert stored.last_error == TIME_LIMIT_ERROR
+    if status == "failed":
+        assert stored.error == f"Gave up after 1 attempts: {TIME_LIMIT_ERROR}"
+        assert StorageLedger.get(StorageLedger.user_id == "alice").used_bytes == 0
+
+
+@pytest.fixture
+def time_limits():
+    """Dramatiq's TimeLimit enforcing limits in this process, as `dramatiq actors` starts it at process boot."""
+    [limits] = [m for m in actors.broker.middleware if isinstance(m, TimeLimit)]
+    if not limits.manager.is_alive():
+        limits.manager.start()  # a daemon thread; it stays for the rest of the test session
+    return limits
+
+
+def test_a_real_worker_s_time_limit_fails_the_attempts_without_waiting_for_the_stall_detector(
+    app, worker, time_limits, start, monkeypatch
+):
+    released = threading.Event()
+
+    def endless(handle, seconds):
+        while not released.wait(0.01):  # a step that does not end: only the time limit stops it
+            pass
+        return False
+
+    monkeypatch.setattr(simulation, "simulate", endless)
+    monkeypatch.setitem(actors.transfer_download.transfer_download.options, "time_limit", 100)  # ms
+    assert app.config["DOWNLOAD_STALL_SECONDS"] >= 30  # the stall detector cannot be what ends them
+    download_id = start()
+    try:
+        # Each attempt ends within the TimeLimit's check interval (1 s) after its 0.1 s limit.
+        watch(app, download_id, lambda row: row.status == "failed", timeout=30)
+    finally:
+        released.set()  # a run the limit missed ends, so the worker can stop
+    failed = record(app, download_id)
+    assert failed.attempts == 3 and failed.error == f"Gave up after 3 attempts: {TIME_LIMIT_ERROR}"
