@@ -42,6 +42,7 @@ SETTINGS = {
     "DATABASE_URL": (str, f"sqlite:///{VAR_DIR / 'downloads.sqlite3'}"),
     "DATABASE_POOL_SIZE": (int, 20),
     "DATABASE_POOL_TIMEOUT": (float, 10.0),
+    "DATABASE_TIMEOUT_SECONDS": (float, 10.0),  # PostgreSQL; below DOWNLOAD_STALL_SECONDS
     "REDIS_URL": (str, "redis://127.0.0.1:6379/0"),
     "REDIS_TIMEOUT_SECONDS": (float, 2.0),
     "JWT_SECRET": (str, ""),  # no default: a secret in the repository would let anyone mint tokens

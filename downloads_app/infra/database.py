@@ -1,5 +1,6 @@
 """The database handle: pooled SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
 
+import math
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -12,8 +13,30 @@ database = DatabaseProxy()
 SQLITE_BUSY_TIMEOUT_SECONDS = 10
 
 
-def open_database(url, pool_size=20, pool_timeout=10.0):
-    """Build the peewee database for `url` (`sqlite:///path` or `postgresql://...`)."""
+def unanswered_after(seconds):
+    """libpq options that fail a PostgreSQL connection once its server has not answered for
+    about `seconds`: connecting, data it never acknowledged, or a peer gone silent (keepalives).
+
+    Without them a process cut off from the server blocks in its call for the kernel's
+    retransmissions, a quarter of an hour, holding whatever it holds (a worker: its `.part`).
+    """
+    probe = max(1, int(seconds // 3))  # keepalive idle and interval are whole seconds
+    return {
+        "connect_timeout": max(2, math.ceil(seconds)),  # libpq takes at least 2
+        "tcp_user_timeout": int(seconds * 1000),
+        "keepalives": 1,
+        "keepalives_idle": probe,
+        "keepalives_interval": probe,
+        "keepalives_count": 3,
+    }
+
+
+def open_database(url, pool_size=20, pool_timeout=10.0, timeout_seconds=10.0):
+    """Build the peewee database for `url` (`sqlite:///path` or `postgresql://...`).
+
+    A PostgreSQL call fails once the server has not answered for `timeout_seconds`; options
+    in the URL's query string override those.
+    """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         path = url[len("sqlite:///") :]
@@ -43,7 +66,7 @@ def open_database(url, pool_size=20, pool_timeout=10.0):
             max_connections=pool_size,
             timeout=pool_timeout,
             stale_timeout=300,
-            **params,
+            **{**unanswered_after(timeout_seconds), **params},
         )
     raise ValueError(f"DATABASE_URL must be sqlite:/// or postgresql://, not {scheme!r}")
 
@@ -51,5 +74,10 @@ def open_database(url, pool_size=20, pool_timeout=10.0):
 def connect(settings):
     """Point the shared handle at DATABASE_URL (connections open per request or per job)."""
     database.initialize(
-        open_database(settings.database_url, settings.database_pool_size, settings.database_pool_timeout)
+        open_database(
+            settings.database_url,
+            settings.database_pool_size,
+            settings.database_pool_timeout,
+            settings.database_timeout_seconds,
+        )
     )

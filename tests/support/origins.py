@@ -33,9 +33,10 @@ def require(available, reason):
 
 
 class OriginProcess:
-    """A server on a spare port of 127.0.0.1, with a scratch directory; use it in `with`."""
+    """A server on a spare port of `host`, with a scratch directory; use it in `with`."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"origin-{type(self).__name__.lower()}-"))
         self.log_path = self.dir / "output.log"
@@ -56,7 +57,7 @@ class OriginProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"{self.command[0]} exited:\n{self.log_path.read_text(errors='replace')}")
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            socket.create_connection((self.host, self.port), timeout=1).close()
             return True
         except ConnectionRefusedError:
             return False
@@ -74,9 +75,9 @@ class OriginProcess:
 class Nginx(OriginProcess):
     """Debian's nginx serving `root_dir` (ETag, Range and If-Range built in), at most `limit_rate` bytes/s."""
 
-    def __init__(self, root_dir, limit_rate=None):
-        super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, root_dir, limit_rate=None, host="127.0.0.1"):
+        super().__init__(host)
+        self.url = f"http://{host}:{self.port}"
         # As root, nginx's workers would run as nobody and could not read the test's files.
         user = "user root;" if os.geteuid() == 0 else ""
         scratch = {name: self.dir / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
@@ -94,7 +95,7 @@ class Nginx(OriginProcess):
                 types {{ video/mp4 mp4; }}
                 default_type application/octet-stream;
                 server {{
-                    listen 127.0.0.1:{self.port};
+                    listen {host}:{self.port};
                     root {root_dir};
                     {f"limit_rate {limit_rate};" if limit_rate else ""}
                 }}

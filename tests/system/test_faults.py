@@ -13,6 +13,7 @@ from downloads_app.infra import schema_migrations
 from downloads_app.infra.database import database
 from downloads_app.web.auth import issue_token
 from support import wait_until
+from support.client import Client
 from support.environment import PROCESS_REDIS_URL, REQUIRE_POSTGRES, TEST_JWT_SECRET
 from support.processes import OwnPostgres, OwnRedis, Service, postgres_bin
 
@@ -28,33 +29,6 @@ FAST_RECOVERY = {
     "DOWNLOAD_MAX_ATTEMPTS": 5,
     "REDIS_TIMEOUT_SECONDS": 1,
 }
-
-
-class Client:
-    def __init__(self, service, token):
-        self.api = f"{service.base}/api"
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def start(self, quality="480p", content_id="movie"):
-        response = self.http.post(
-            f"{self.api}/downloads/start", json={"content_id": content_id, "quality": quality}, timeout=10
-        )
-        assert response.status_code == 202, response.text
-        return response.json()["download"]["id"]
-
-    def downloads(self):
-        return {d["id"]: d for d in self.http.get(f"{self.api}/downloads", timeout=10).json()["downloads"]}
-
-    def wait_all(self, ids, status, timeout):
-        def reached():
-            try:
-                current = self.downloads()
-            except (requests.RequestException, ValueError, KeyError):
-                return False  # the API may still answer 503 while a dependency comes back
-            return all(current[i]["status"] == status for i in ids) and current
-
-        return wait_until(reached, timeout=timeout, interval=0.1, message=f"all {status}")
 
 
 @pytest.fixture
