@@ -27,3 +27,12 @@ def free_port():
 def sha256_hex(data):
     """The SHA-256 of `data`, as the service records it (lowercase hex)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path):
+    """The SHA-256 of the file at `path`, read in blocks (lowercase hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

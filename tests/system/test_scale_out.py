@@ -7,7 +7,6 @@ root namespace, and STORAGE_DIR is one directory all hosts see. A worker host is
 must take its downloads over.
 """
 
-import hashlib
 import os
 import re
 import secrets
@@ -25,7 +24,7 @@ from downloads_app.downloads.models import Content
 from downloads_app.infra import schema_migrations
 from downloads_app.infra.database import database
 from downloads_app.web.auth import issue_token
-from support import wait_until
+from support import file_sha256, wait_until
 from support.client import Client
 from support.environment import REQUIRE_POSTGRES, TEST_JWT_SECRET
 from support.netns import GATEWAY, NETWORK, Network, require_netns
@@ -59,14 +58,6 @@ SETTINGS = {
 LOGS = {"w1": "worker-1", "w2": "worker-2"}  # the log of each worker host's worker (start_workers)
 # Waits for what the test does not measure (a claim, a poll) are generous: a busy machine is slow.
 SLACK_SECONDS = 15
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- the hosts and what they share

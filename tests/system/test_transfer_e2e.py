@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from support import wait_until
+from support import file_sha256, wait_until
 from support.environment import PROCESS_REDIS_URL
 from support.origins import NGINX, Nginx, require
 from support.processes import Service
@@ -29,14 +29,6 @@ SETTINGS = {
 }
 # nginx's default "combined" format: ... "$request" $status $body_bytes_sent "$http_referer" ...
 ACCESS_LINE = re.compile(r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) ')
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @pytest.fixture
