@@ -1,5 +1,7 @@
 """Whether a start or a resume may make a download live: held titles, idempotency keys, the cap."""
 
+from peewee import fn
+
 from downloads_app.downloads import ledger, lifecycle
 from downloads_app.downloads.models import Download
 from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
@@ -23,6 +25,27 @@ def existing_download(user_id, content_id, quality, idempotency_key):
     return _held(user_id, content_id, quality).order_by(Download.created_at.desc()).first()
 
 
+def any_existing(starts):
+    """Whether any of `starts` (user_id, content_id, quality, idempotency_key) has a download
+    `existing_download` would return; one query for them all."""
+    users = {start.user_id for start in starts}
+    wanted = {(start.user_id, start.content_id, start.quality) for start in starts}
+    keys = {(start.user_id, start.idempotency_key) for start in starts if start.idempotency_key is not None}
+    held = (
+        Download.user_id.in_(users)
+        & Download.content.in_({content_id for _, content_id, _ in wanted})
+        & Download.quality.in_({quality for _, _, quality in wanted})
+        & Download.status.in_(lifecycle.RESERVING)
+    )
+    if keys:
+        held |= Download.user_id.in_(users) & Download.idempotency_key.in_({key for _, key in keys})
+    columns = (Download.user_id, Download.content, Download.quality, Download.idempotency_key, Download.status)
+    for user_id, content_id, quality, key, status in Download.select(*columns).where(held).tuples():
+        if (user_id, key) in keys or ((user_id, content_id, quality) in wanted and status in lifecycle.RESERVING):
+            return True
+    return False
+
+
 def _held(user_id, content_id, quality):
     """The user's downloads of this title and quality that hold quota (live or completed)."""
     return Download.select().where(
@@ -41,6 +64,23 @@ def check_not_held(download):
             f"You already have this title at this quality ({held.status}) in another download.",
             status=held.status,
         )
+
+
+def over_active_cap(rt, user_ids):
+    """Whether any of `user_ids` has more pending and downloading downloads than the cap; one query.
+
+    The caller holds their ledger rows (reserving locks them), so the counts cannot race.
+    """
+    cap = rt.settings.max_active_downloads_per_user
+    if not cap:
+        return False
+    over = (
+        Download.select(Download.user_id)
+        .where(Download.user_id.in_(user_ids), Download.status.in_(lifecycle.ACTIVE))
+        .group_by(Download.user_id)
+        .having(fn.COUNT(Download.id) > cap)
+    )
+    return over.exists()
 
 
 def check_active_cap(rt, user_id):

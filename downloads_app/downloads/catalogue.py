@@ -9,6 +9,7 @@ from downloads_app.downloads.refusals import (
     ContentNotFound,
     OriginUnusable,
     QualityNotOffered,
+    Refusal,
 )
 from downloads_app.infra import origins
 from downloads_app.infra.database import database
@@ -32,10 +33,14 @@ def list_contents():
     return list(prefetch(Content.select().order_by(Content.title, Content.id), ContentSource.select()))
 
 
+def _not_found(content_id):
+    return ContentNotFound(f"No title with id {content_id!r} in the catalogue.")
+
+
 def get_content(content_id):
     content = Content.get_or_none(Content.id == content_id)
     if content is None:
-        raise ContentNotFound(f"No title with id {content_id!r} in the catalogue.")
+        raise _not_found(content_id)
     return content
 
 
@@ -44,15 +49,28 @@ def _check_offered(content, quality):
         raise QualityNotOffered(f"{content.title!r} is offered in {', '.join(content.quality_list)}, not {quality!r}.")
 
 
-def file_of(settings, content, quality):
-    """(bytes, source or None: simulated) of `content` at `quality`, from one query.
+def files_of(settings, wanted):
+    """For each (content id, quality) of `wanted`: (bytes, source or None: simulated), or the
+    refusal (ContentNotFound, QualityNotOffered, OriginUnusable); two queries for them all.
 
     The bytes are the source file's, else duration × bitrate.
     """
-    _check_offered(content, quality)
-    estimate = file_size_bytes(settings, content.duration_seconds, quality)
-    source = source_for(settings, content.id, quality, estimate)
-    return (source.size_bytes if source else estimate), source
+    ids = {content_id for content_id, _ in wanted}
+    contents = {content.id: content for content in Content.select().where(Content.id.in_(ids))}
+    saved = {(s.content_id, s.quality): s for s in ContentSource.select().where(ContentSource.content.in_(ids))}
+    files = []
+    for content_id, quality in wanted:
+        try:
+            content = contents.get(content_id)
+            if content is None:
+                raise _not_found(content_id)
+            _check_offered(content, quality)
+            estimate = file_size_bytes(settings, content.duration_seconds, quality)
+            source = _source_or_origin(settings, saved.get((content_id, quality)), content_id, quality, estimate)
+            files.append(((source.size_bytes if source else estimate), source))
+        except Refusal as refusal:
+            files.append(refusal)
+    return files
 
 
 def sizes(settings, content):
@@ -82,6 +100,11 @@ def source_for(settings, content_id, quality, size_bytes):
     DOWNLOAD_ORIGIN_URL/<content id>/<quality> when DOWNLOAD_TRANSPORT is http or s3.
     """
     source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
+    return _source_or_origin(settings, source, content_id, quality, size_bytes)
+
+
+def _source_or_origin(settings, source, content_id, quality, size_bytes):
+    """The catalogue's `source` if there is one, else the transport's origin (None: simulated)."""
     if source is not None or settings.download_transport == "simulated":
         return source
     problem = transport_problem(settings)

@@ -4,7 +4,7 @@ Called inside the transaction of the download change that moves the bytes, so th
 always equals the sum of the user's reserving downloads.
 """
 
-from peewee import fn
+from peewee import EXCLUDED, fn
 
 from downloads_app.downloads.models import StorageLedger
 from downloads_app.downloads.refusals import QuotaExceeded
@@ -51,6 +51,28 @@ def reserve(rt, user_id, nbytes):
             needed_bytes=str(nbytes),
             free_bytes=str(free),
         )
+
+
+def reserve_all(rt, needed):
+    """Add each user's bytes of {user id: bytes} to the ledger, in one statement, if every one's fit
+    in their quota; True if they all did. If not, the caller must roll back: some may have been added.
+
+    Rows are locked in user order, so batches that overlap cannot deadlock.
+    """
+    default_quota = rt.settings.storage_quota_bytes
+    if any(nbytes > default_quota for nbytes in needed.values()):
+        return False  # a new row would not fit: `reserve` tells which and why
+    reserved = (
+        StorageLedger.insert_many([{"user_id": user_id, "used_bytes": needed[user_id]} for user_id in sorted(needed)])
+        .on_conflict(
+            conflict_target=[StorageLedger.user_id],
+            update={StorageLedger.used_bytes: StorageLedger.used_bytes + EXCLUDED.used_bytes},
+            where=StorageLedger.used_bytes + EXCLUDED.used_bytes <= _quota_expression(default_quota),
+        )
+        .returning(StorageLedger.user_id)
+        .execute()
+    )
+    return len(list(reserved)) == len(needed)
 
 
 def settle(rt, deltas):

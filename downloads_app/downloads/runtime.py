@@ -1,10 +1,11 @@
 """What a domain call needs from its process: the settings and the adapters built from them."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from downloads_app.config import Settings
 from downloads_app.infra.broker import TransferQueue
 from downloads_app.infra.event_hub import EventPublisher
+from downloads_app.infra.group_commit import GroupCommit
 from downloads_app.infra.stored_files import StoredFiles
 
 
@@ -16,6 +17,8 @@ class Runtime:
     queue: TransferQueue
     events: EventPublisher
     files: StoredFiles
+    # The starts of this process's concurrent requests, recorded together (downloads/starts.py).
+    start_batches: GroupCommit = field(default_factory=GroupCommit)
 
 
 def build_runtime(settings, broker):

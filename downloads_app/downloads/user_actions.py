@@ -1,17 +1,13 @@
 """What a signed-in user asks of their downloads: start, list, pause, resume, cancel, retry, delete."""
 
-import logging
 import math
+from functools import partial
 
-from downloads_app.downloads import admission, catalogue, ledger, lifecycle
-from downloads_app.downloads.models import Download, new_id
-from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile, QuotaExceeded
+from downloads_app.downloads import admission, catalogue, lifecycle, starts
+from downloads_app.downloads.models import Download
+from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile
 from downloads_app.downloads.transitions import apply, delete_where
-from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.database import database
-from downloads_app.infra.logs import context
-
-log = logging.getLogger("downloads_app.service")
 
 
 def get_download(user_id, download_id):
@@ -67,67 +63,16 @@ def retry(rt, user_id, download_id):
     )
 
 
-class _AlreadyStarted(Exception):
-    """Raised inside the start's transaction to roll it back: the download exists."""
-
-    def __init__(self, download):
-        super().__init__(download.id)
-        self.download = download
-
-
 def start_download(rt, user_id, content_id, quality, idempotency_key=None):
     """Reserve quota, record a pending download, then queue its transfer: (download, created).
 
     Not created when the request repeats an Idempotency-Key, or the user already holds this
     title at this quality (pending, downloading, paused or completed): that download is
-    returned, and nothing is reserved or queued.
+    returned, and nothing is reserved or queued. Concurrent starts of a process are recorded
+    and queued together (`starts.start_batch`).
     """
-    content = catalogue.get_content(content_id)
-    size, source = catalogue.file_of(rt.settings, content, quality)
-    if source is not None:
-        rt.files.check_free_space(size)
-    try:
-        with database.atomic():
-            # Reserving locks the user's ledger row until commit, so one user's starts run
-            # one at a time and the checks below cannot race with each other.
-            ledger.reserve(rt, user_id, size)
-            existing = admission.existing_download(user_id, content.id, quality, idempotency_key)
-            if existing is not None:
-                raise _AlreadyStarted(existing)
-            download = Download.create(
-                id=new_id(),
-                user_id=user_id,
-                content=content.id,
-                quality=quality,
-                status=lifecycle.PENDING,
-                file_size_bytes=size,
-                idempotency_key=idempotency_key,
-            )
-            admission.check_active_cap(rt, user_id)
-    except _AlreadyStarted as started:
-        return started.download, False
-    except QuotaExceeded:
-        existing = admission.existing_download(user_id, content.id, quality, idempotency_key)
-        if existing is None:
-            raise
-        return existing, False
-    try:
-        job_id = rt.queue.enqueue_transfer(download.id)
-    except QueueUnavailable:
-        # The client is told to try again, so take the record back rather than
-        # leave a pending download that no worker will ever see.
-        delete_where(rt, Download.id == download.id)
-        raise
-    log.info(
-        "Download %s started: %s at %s, %d bytes",
-        download.id,
-        content_id,
-        quality,
-        size,
-        extra=context(download, job_id),
-    )
-    rt.events.publish("status", [download])
-    return download, True
+    start = starts.StartRequest(user_id, content_id, quality, idempotency_key)
+    return rt.start_batches.submit(partial(starts.start_batch, rt), start)
 
 
 def stored_file(rt, download):

@@ -1,6 +1,7 @@
 """The Dramatiq Redis broker and the one message the service sends: transfer this download."""
 
 import logging
+from uuid import uuid4
 
 import dramatiq
 import redis
@@ -65,6 +66,37 @@ class DownloadsBroker(RedisBroker):
     def consume(self, queue_name, prefetch=1, timeout=5000):
         return super().consume(queue_name, prefetch, min(timeout, self.idle_poll_ms))
 
+    def enqueue_all(self, messages, alongside=None):
+        """Enqueue `messages` (none delayed) in one pipelined round trip, with the commands
+        `alongside(pipeline)` adds to it; the messages as queued (RedisBroker.enqueue, batched)."""
+        queued = [message.copy(options={"redis_message_id": str(uuid4())}) for message in messages]
+        for message in queued:
+            self.emit_before("enqueue", message, None)
+        with self.client.pipeline(transaction=False) as pipe:
+            for message in queued:
+                self.scripts["dispatch"](
+                    keys=[self.namespace],
+                    args=[
+                        "enqueue",
+                        current_millis(),
+                        message.queue_name,
+                        self.broker_id,
+                        self.heartbeat_timeout,
+                        self.dead_message_ttl,
+                        self._should_do_maintenance("enqueue"),
+                        self._max_unpack_size(),
+                        message.options["redis_message_id"],
+                        message.encode(),
+                    ],
+                    client=pipe,
+                )
+            if alongside is not None:
+                alongside(pipe)
+            pipe.execute()
+        for message in queued:
+            self.emit_after("enqueue", message, None)
+        return queued
+
     def maintain(self, queue_name, client):
         """Dramatiq's maintenance of `queue_name` now, through `client` (a pipeline may batch it).
 
@@ -123,21 +155,29 @@ class TransferQueue:
             "dead_msgs": f"{prefix}.XQ.msgs",
         }
 
+    def _transfer(self, download_id):
+        return dramatiq.Message(
+            queue_name=self.name, actor_name=TRANSFER_ACTOR, args=(download_id,), kwargs={}, options={}
+        )
+
     def enqueue_transfer(self, download_id, delay_ms=None):
         """Queue the transfer of `download_id` (after `delay_ms`, in the delay queue); the message id,
         or QueueUnavailable if Redis does not answer."""
-        message = dramatiq.Message(
-            queue_name=self.name,
-            actor_name=TRANSFER_ACTOR,
-            args=(download_id,),
-            kwargs={},
-            options={},
-        )
         try:
-            return self.broker.enqueue(message, delay=delay_ms).message_id
+            return self.broker.enqueue(self._transfer(download_id), delay=delay_ms).message_id
         except redis.RedisError as exc:
             log.error("Could not queue download %s: %s", download_id, exc)
             raise QueueUnavailable("The download queue is unavailable; try again shortly.") from exc
+
+    def enqueue_transfers(self, download_ids, alongside=None):
+        """Queue the transfers of `download_ids` in one round trip, with what `alongside(pipeline)`
+        adds to it (e.g. their events); the message ids, or QueueUnavailable if Redis does not answer."""
+        try:
+            queued = self.broker.enqueue_all([self._transfer(i) for i in download_ids], alongside)
+        except redis.RedisError as exc:
+            log.error("Could not queue downloads %s: %s", ", ".join(download_ids), exc)
+            raise QueueUnavailable("The download queue is unavailable; try again shortly.") from exc
+        return [message.message_id for message in queued]
 
     def depths(self):
         """(ready, delayed, dead-lettered) message counts, in one round trip."""

@@ -67,20 +67,26 @@ class EventPublisher:
             return
         try:
             with self._client.pipeline(transaction=False) as pipe:
-                for download in downloads:
-                    message = json.dumps(event(kind, download, status))
-                    pipe.publish(CHANNEL_PREFIX + download.user_id, message)
-                    if status == DELETED:  # kept for streams that reconnect: the rows are gone
-                        key, at = _deletions_key(download.user_id), int(time.time() * 1000)
-                        pipe.zadd(key, {message: at})
-                        pipe.zremrangebyscore(key, "-inf", at - DELETIONS_KEPT_SECONDS * 1000)
-                        pipe.expire(key, DELETIONS_KEPT_SECONDS)
+                self.add_to(pipe, kind, downloads, status)
                 pipe.execute()
         except redis.RedisError as exc:
-            self._suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
-            log.warning(
-                "Could not publish download events (live updates pause for %ss): %s", PUBLISH_BACKOFF_SECONDS, exc
-            )
+            self._refused(exc)
+
+    def add_to(self, pipe, kind, downloads, status=None):
+        """Add the commands publishing these events to `pipe`, a pipeline of the same Redis."""
+        for download in downloads:
+            message = json.dumps(event(kind, download, status))
+            pipe.publish(CHANNEL_PREFIX + download.user_id, message)
+            if status == DELETED:  # kept for streams that reconnect: the rows are gone
+                key, at = _deletions_key(download.user_id), int(time.time() * 1000)
+                pipe.zadd(key, {message: at})
+                pipe.zremrangebyscore(key, "-inf", at - DELETIONS_KEPT_SECONDS * 1000)
+                pipe.expire(key, DELETIONS_KEPT_SECONDS)
+
+    def _refused(self, exc):
+        """Redis refused a publish: skip publishing for PUBLISH_BACKOFF_SECONDS."""
+        self._suppressed_until = time.monotonic() + PUBLISH_BACKOFF_SECONDS
+        log.warning("Could not publish download events (live updates pause for %ss): %s", PUBLISH_BACKOFF_SECONDS, exc)
 
 
 def format_sse(message):

@@ -81,27 +81,36 @@ def test_list_contents_orders_by_title_then_id(rt):
     assert [c.id for c in catalogue.list_contents()] == ["movie", "a-id", "b-id", "z-id"]  # "A Movie" first
 
 
-# ---------------------------------------------------------------- file_of and source_for
+# ---------------------------------------------------------------- files_of and source_for
 
 
-def test_file_of_without_a_source_is_the_estimate_and_simulated(rt):
-    content = catalogue.get_content("movie")
-    assert catalogue.file_of(rt.settings, content, "1080p") == (SIZES["1080p"], None)
+def test_files_of_without_a_source_is_the_estimate_and_simulated(rt):
+    assert catalogue.files_of(rt.settings, [("movie", "1080p")]) == [(SIZES["1080p"], None)]
 
 
-def test_file_of_uses_the_size_of_the_catalogues_source(rt):
+def test_files_of_uses_the_size_of_the_catalogues_source(rt):
     catalogue.set_source(rt.settings, "movie", "720p", unreachable_url(), size_bytes=98_765, sha256="ab" * 32)
-    size, source = catalogue.file_of(rt.settings, catalogue.get_content("movie"), "720p")
+    [(size, source)] = catalogue.files_of(rt.settings, [("movie", "720p")])
     assert size == 98_765
     assert (source.quality, source.size_bytes, source.sha256) == ("720p", 98_765, "ab" * 32)
 
 
 @pytest.mark.parametrize("quality", ["2160p", "360p", "4k", ""])
-def test_file_of_refuses_a_quality_the_title_is_not_offered_in(rt, quality):
-    with pytest.raises(QualityNotOffered) as refused:
-        catalogue.file_of(rt.settings, catalogue.get_content("movie"), quality)
-    assert refused.value.reason == "quality_not_offered"
-    assert refused.value.message == f"'A Movie' is offered in 480p, 720p, 1080p, not {quality!r}."
+def test_files_of_refuses_a_quality_the_title_is_not_offered_in(rt, quality):
+    [refused] = catalogue.files_of(rt.settings, [("movie", quality)])
+    assert isinstance(refused, QualityNotOffered)
+    assert refused.reason == "quality_not_offered"
+    assert refused.message == f"'A Movie' is offered in 480p, 720p, 1080p, not {quality!r}."
+
+
+def test_files_of_answers_each_title_and_quality_of_a_batch_in_its_place(rt):
+    catalogue.set_source(rt.settings, "movie", "720p", unreachable_url(), size_bytes=98_765)
+    wanted = [("movie", "1080p"), ("nope", "720p"), ("movie", "720p"), ("movie", "4k"), ("movie", "1080p")]
+    files = catalogue.files_of(rt.settings, wanted)
+    assert files[0] == files[4] == (SIZES["1080p"], None)
+    assert isinstance(files[1], ContentNotFound) and files[1].message == "No title with id 'nope' in the catalogue."
+    assert files[2][0] == 98_765
+    assert isinstance(files[3], QualityNotOffered)
 
 
 def test_source_for_is_none_when_simulated(rt):

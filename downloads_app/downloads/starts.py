@@ -1,0 +1,189 @@
+"""Starting downloads in batches: concurrent starts recorded in one transaction, queued in one round trip."""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from downloads_app.downloads import admission, catalogue, ledger, lifecycle
+from downloads_app.downloads.models import Download, new_id, utcnow
+from downloads_app.downloads.refusals import QuotaExceeded, Refusal
+from downloads_app.downloads.transitions import delete_where
+from downloads_app.infra.broker import QueueUnavailable
+from downloads_app.infra.database import database
+from downloads_app.infra.logs import context
+from downloads_app.infra.stored_files import InsufficientStorage
+
+log = logging.getLogger("downloads_app.service")
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One user's ask to start a title at a quality, with the request's Idempotency-Key if any."""
+
+    user_id: str
+    content_id: str
+    quality: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    index: int
+    start: StartRequest
+    size: int
+
+
+class _AlreadyStarted(Exception):
+    """Raised inside a start's transaction to roll it back: the download exists."""
+
+    def __init__(self, download):
+        super().__init__(download.id)
+        self.download = download
+
+
+class _NotTogether(Exception):
+    """Raised inside a batch's transaction to roll it back: some start is not a plain new one."""
+
+
+def start_batch(rt, starts):
+    """One outcome per StartRequest, in order: (download, created), or the exception to raise for it.
+
+    A download that answers `created` is committed and its transfer queued: if Redis refuses
+    the batch's messages, its downloads are taken back and each answers QueueUnavailable.
+    """
+    outcomes = [None] * len(starts)
+    planned = []
+    files = catalogue.files_of(rt.settings, [(start.content_id, start.quality) for start in starts])
+    for index, (start, file) in enumerate(zip(starts, files, strict=True)):
+        if isinstance(file, Refusal):
+            outcomes[index] = file
+            continue
+        size, source = file
+        try:
+            if source is not None:
+                rt.files.check_free_space(size)
+        except InsufficientStorage as exc:
+            outcomes[index] = exc
+            continue
+        planned.append(_Planned(index, start, size))
+    created = _record_together(rt, planned)
+    if created is None:
+        created = []
+        for plan in planned:
+            try:
+                download, new = _record_one(rt, plan.start, plan.size)
+            except Exception as exc:  # this start's refusal or failure, not its batch's
+                outcomes[plan.index] = exc
+                continue
+            if new:
+                created.append((plan.index, download))
+            else:
+                outcomes[plan.index] = (download, False)
+    if created:
+        _queue(rt, created, outcomes)
+    return outcomes
+
+
+def _record_together(rt, planned):
+    """[(index, new download)] of every start of `planned`, recorded in one transaction; or None,
+    and nothing recorded, unless each is a plain new start: distinct, fits its user's quota,
+    repeats no held download or Idempotency-Key, and stays within the active cap."""
+    if len(planned) < 2:
+        return None
+    starts = [plan.start for plan in planned]
+    if len({(s.user_id, s.content_id, s.quality) for s in starts}) < len(starts):
+        return None
+    keys = [(s.user_id, s.idempotency_key) for s in starts if s.idempotency_key is not None]
+    if len(set(keys)) < len(keys):
+        return None
+    needed = defaultdict(int)
+    for plan in planned:
+        needed[plan.start.user_id] += plan.size
+    now = utcnow()
+    downloads = [
+        Download(
+            id=new_id(),
+            user_id=plan.start.user_id,
+            content=plan.start.content_id,
+            quality=plan.start.quality,
+            status=lifecycle.PENDING,
+            file_size_bytes=plan.size,
+            idempotency_key=plan.start.idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        for plan in planned
+    ]
+    try:
+        with database.atomic():
+            # The same checks as `_record_one`, each one statement for the batch.
+            if not ledger.reserve_all(rt, needed) or admission.any_existing(starts):
+                raise _NotTogether
+            Download.insert_many([download.__data__ for download in downloads]).execute()
+            if admission.over_active_cap(rt, list(needed)):
+                raise _NotTogether
+    except _NotTogether:
+        return None
+    return [(plan.index, download) for plan, download in zip(planned, downloads, strict=True)]
+
+
+def _record_one(rt, start, size):
+    """(download, created) of one start, in its own transaction; the reference for `_record_together`.
+
+    Not created when the request repeats an Idempotency-Key, or the user already holds this
+    title at this quality (pending, downloading, paused or completed): that download is
+    returned, and nothing is reserved.
+    """
+    user_id, content_id, quality, key = start.user_id, start.content_id, start.quality, start.idempotency_key
+    try:
+        with database.atomic():
+            # Reserving locks the user's ledger row until commit, so one user's starts run
+            # one at a time and the checks below cannot race with each other.
+            ledger.reserve(rt, user_id, size)
+            existing = admission.existing_download(user_id, content_id, quality, key)
+            if existing is not None:
+                raise _AlreadyStarted(existing)
+            download = Download.create(
+                id=new_id(),
+                user_id=user_id,
+                content=content_id,
+                quality=quality,
+                status=lifecycle.PENDING,
+                file_size_bytes=size,
+                idempotency_key=key,
+            )
+            admission.check_active_cap(rt, user_id)
+    except _AlreadyStarted as started:
+        return started.download, False
+    except QuotaExceeded:
+        existing = admission.existing_download(user_id, content_id, quality, key)
+        if existing is None:
+            raise
+        return existing, False
+    return download, True
+
+
+def _queue(rt, created, outcomes):
+    """Queue the transfers of the `created` [(index, download)] and announce them, in one round trip."""
+    downloads = [download for _, download in created]
+    try:
+        job_ids = rt.queue.enqueue_transfers(
+            [download.id for download in downloads], alongside=lambda pipe: rt.events.add_to(pipe, "status", downloads)
+        )
+    except QueueUnavailable as exc:
+        # The clients are told to try again, so take the records back rather than leave
+        # pending downloads that no worker will ever see.
+        delete_where(rt, Download.id.in_([download.id for download in downloads]))
+        for index, _ in created:
+            outcomes[index] = exc
+        return
+    for (index, download), job_id in zip(created, job_ids, strict=True):
+        log.info(
+            "Download %s started: %s at %s, %d bytes",
+            download.id,
+            download.content_id,
+            download.quality,
+            download.file_size_bytes,
+            extra=context(download, job_id),
+        )
+        outcomes[index] = (download, True)
