@@ -78,7 +78,7 @@ SETTINGS = {
     "SSE_HEARTBEAT_SECONDS": (float, 15.0),
     "SSE_MAX_STREAM_SECONDS": (float, 3_600.0),
     "LOG_FORMAT": (str, "text"),
-    # Abuse limits: request size, active downloads, rate limits (flask-limiter), browsers.
+    # Abuse limits: request size, active downloads, rate limits (web/rate_limits.py), browsers.
     "MAX_REQUEST_BYTES": (int, 16 * 1024),
     "MAX_ACTIVE_DOWNLOADS_PER_USER": (int, 0),
     "RATELIMIT_ENABLED": (_flag, "true"),

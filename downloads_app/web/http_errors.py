@@ -15,7 +15,6 @@ from downloads_app.downloads import refusals
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.stored_files import InsufficientStorage
 from downloads_app.web.auth import NotAllowed, NotAuthenticated
-from downloads_app.web.rate_limits import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +107,9 @@ def handle_http_exception(error):
         headers = {"Allow": ", ".join(error.valid_methods or ())}
     elif error.code == 413:
         message = f"The request body is too large (at most {current_app.config['MAX_CONTENT_LENGTH']} bytes)."
-    elif error.code == 429:  # flask-limiter adds the X-RateLimit-* headers
+    elif error.code == 429:  # rate_limits adds the X-RateLimit-* headers
         message = f"Too many requests: the limit is {error.description}. Try again later."
-        headers = {"Retry-After": str(retry_after_seconds())}
+        headers = {"Retry-After": str(getattr(error, "retry_after", 60))}
     return _body(message), error.code, headers
 
 
