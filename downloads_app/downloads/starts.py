@@ -119,12 +119,24 @@ def _record_together(rt, planned):
             # The same checks as `_record_one`, each one statement for the batch.
             if not ledger.reserve_all(rt, needed) or admission.any_existing(starts):
                 raise _NotTogether
-            Download.insert_many([download.__data__ for download in downloads]).execute()
+            _insert(downloads)
             if admission.over_active_cap(rt, list(needed)):
                 raise _NotTogether
     except _NotTogether:
         return None
     return [(plan.index, download) for plan, download in zip(planned, downloads, strict=True)]
+
+
+# The columns of a new download, in the model's order, and its fields to convert each value.
+_FIELDS = Download._meta.sorted_fields
+_INSERT = f"INSERT INTO {Download._meta.table_name} ({', '.join(f.column_name for f in _FIELDS)}) VALUES "
+
+
+def _insert(downloads):
+    """Insert `downloads` in one statement, written out: Peewee took longer to build it than the database to run it."""
+    row = "(" + ", ".join([database.param] * len(_FIELDS)) + ")"
+    values = [field.db_value(download.__data__.get(field.name)) for download in downloads for field in _FIELDS]
+    database.execute_sql(_INSERT + ", ".join([row] * len(downloads)), values)
 
 
 def _record_one(rt, start, size):
