@@ -7,7 +7,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.downloads import user_actions
+from downloads_app.downloads import progress_reads, user_actions
 from downloads_app.infra import event_hub
 from downloads_app.infra.metrics import STARTED
 from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
@@ -168,7 +168,7 @@ class Progress(MethodView):
         Send the `ETag` of the last answer in `If-None-Match`: while the progress is the same, the
         answer is 304 with no body.
         """
-        download = user_actions.get_download(current_user().id, download_id)
+        download = progress_reads.progress_of(current_user().id, download_id)
         etag = progress_etag(download)
         headers = {"ETag": f'"{etag}"', "Cache-Control": PROGRESS_CACHE_CONTROL}
         if request.if_none_match.contains_weak(etag):  # RFC 9110 13.1.2: the weak comparison
