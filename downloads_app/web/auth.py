@@ -2,7 +2,7 @@
 
 import time
 from dataclasses import dataclass
-from functools import wraps
+from functools import lru_cache, wraps
 
 import jwt
 from flask import current_app, g, request
@@ -15,6 +15,10 @@ ALGORITHM = "HS256"
 # streams and files only: read-only GETs, and SameSite=Strict).
 STREAM_COOKIE = "downloads_stream_token"
 USER_ID_MAX_LENGTH = Download.user_id.max_length
+# Tokens verified by this process, kept by secret and token: a token's claims never change, so
+# a repeat is not verified again; its expiry still is, at every use. Only valid tokens are kept.
+VERIFIED_TOKENS_KEPT = 4096
+EXPIRED = "The token has expired; sign in again."
 
 
 class NotAuthenticated(Refusal):
@@ -48,16 +52,13 @@ def issue_token(user_id, admin=False, ttl_seconds=None):
     return jwt.encode(claims, current_app.config["JWT_SECRET"], algorithm=ALGORITHM)
 
 
-def _decode(token):
+@lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified(secret, token):
+    """(the user, the token's `exp`) of a token whose signature and claims hold, else NotAuthenticated."""
     try:
-        claims = jwt.decode(
-            token,
-            current_app.config["JWT_SECRET"],
-            algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"]},
-        )
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError as exc:
-        raise NotAuthenticated("The token has expired; sign in again.") from exc
+        raise NotAuthenticated(EXPIRED) from exc
     except jwt.InvalidTokenError as exc:
         raise NotAuthenticated(f"Invalid token: {exc}.") from exc
     sub = claims["sub"]
@@ -66,7 +67,14 @@ def _decode(token):
     # The user id is stored as is: PostgreSQL refuses NUL in text and longer values than the column.
     if len(sub) > USER_ID_MAX_LENGTH or "\x00" in sub:
         raise NotAuthenticated(f"Invalid token: `sub` must be at most {USER_ID_MAX_LENGTH} characters, without NUL.")
-    return User(id=claims["sub"], is_admin=claims.get("role") == "admin")
+    return User(id=sub, is_admin=claims.get("role") == "admin"), int(claims["exp"])
+
+
+def _decode(token):
+    user, expires = _verified(current_app.config["JWT_SECRET"], token)
+    if expires <= time.time():  # expired as PyJWT decides it, for a token verified before
+        raise NotAuthenticated(EXPIRED)
+    return user
 
 
 def bearer_token():

@@ -252,15 +252,16 @@ def test_cors_allows_only_the_configured_origins(tmp_path, auth):
         headers={
             "Origin": "https://app.example",
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key",
+            "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key, If-None-Match",
         },
     )
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
     allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
-    assert "authorization" in allowed and "idempotency-key" in allowed
+    assert "authorization" in allowed and "idempotency-key" in allowed and "if-none-match" in allowed
     response = client.get("/api/storage", headers={**auth(), "Origin": "https://app.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
-    assert "Retry-After" in response.headers["Access-Control-Expose-Headers"]
+    exposed = response.headers["Access-Control-Expose-Headers"]
+    assert "Retry-After" in exposed and "ETag" in exposed
     other = client.get("/api/storage", headers={**auth(), "Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
     page = client.get("/", headers={"Origin": "https://app.example"})

@@ -303,6 +303,9 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
         0,
         size_720p,
     )
+    etag = operations["get_progress"].sync_detailed(client=alice, download_id=download.id).headers["ETag"]
+    unchanged = call("get_progress", alice, 304, type(None), download_id=download.id, if_none_match=etag)
+    assert unchanged is None
     refused("get_download", alice, 404, download_id=UNKNOWN_ID)
     refused("get_progress", alice, 404, download_id=UNKNOWN_ID)
 

@@ -55,3 +55,19 @@ def test_every_operation_holds_to_its_spec(case, app, movie, token):
     )
     case.operation.schema.app = app  # checks that send more requests send them here too
     case.call_and_validate(app=app, headers={"Authorization": f"Bearer {token('fuzzer', admin=True)}"})
+
+
+def test_a_conditional_progress_answer_holds_to_the_spec(app, movie, token):
+    """Random If-None-Match values rarely match: the 304 (and the 200 it revalidates) checked by name."""
+    headers = {"Authorization": f"Bearer {token('fuzzer')}"}
+    started = app.test_client().post(
+        "/api/downloads/start", json={"content_id": "movie", "quality": "720p"}, headers=headers
+    )
+    operation = schema["/api/downloads/{download_id}/progress"]["GET"]
+    operation.schema.app = app
+    path_parameters = {"download_id": started.json["download"]["id"]}
+    first = operation.Case(path_parameters=path_parameters).call_and_validate(app=app, headers=headers)
+    assert first.status_code == 200
+    for if_none_match in (first.headers["etag"][0], "*"):
+        case = operation.Case(path_parameters=path_parameters, headers={"If-None-Match": if_none_match})
+        assert case.call_and_validate(app=app, headers=headers).status_code == 304

@@ -1,10 +1,13 @@
 """Routes of /api/downloads: start, list, inspect, control and delete downloads."""
 
+import hashlib
+
 import marshmallow as ma
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.downloads import user_actions
+from downloads_app.downloads import progress_reads, user_actions
 from downloads_app.infra import event_hub
 from downloads_app.infra.metrics import STARTED
 from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
@@ -122,15 +125,57 @@ class DeleteDownload(MethodView):
         return _delete(download_id)
 
 
+# Clients poll progress: they may keep the body, but must ask again each time (If-None-Match),
+# and only for themselves.
+PROGRESS_CACHE_CONTROL = "private, no-cache"
+PROGRESS_HEADERS_DOC = {
+    "ETag": {
+        "description": "Validator of this body: send it in `If-None-Match` to get 304 while it holds",
+        "schema": {"type": "string"},
+        "required": True,
+    },
+    "Cache-Control": {"schema": {"type": "string", "enum": [PROGRESS_CACHE_CONTROL]}, "required": True},
+}
+IF_NONE_MATCH_DOC = {
+    "name": "If-None-Match",
+    "in": "header",
+    "description": "The `ETag` of a progress body you hold, a comma-separated list of them, or `*`: "
+    "304 with no body while it is still the download's progress",
+    "schema": {"type": "string"},
+}
+
+
+def progress_etag(download):
+    """A strong validator of the progress body of `download`: it changes exactly when the body does
+    (its fields, by name and value, hashed; `success` is always true)."""
+    shown = "\x1f".join(f"{name}={getattr(download, name)}" for name in event_hub.PROGRESS_FIELDS)
+    return hashlib.blake2b(shown.encode(), digest_size=16).hexdigest()
+
+
 @blp.route("/<download_id:download_id>/progress")
 class Progress(MethodView):
-    @blp.doc(operationId="get_progress")
-    @blp.response(200, ProgressSchema)
+    @blp.doc(operationId="get_progress", parameters=[IF_NONE_MATCH_DOC])
+    @blp.response(200, ProgressSchema, headers=PROGRESS_HEADERS_DOC)
+    @blp.alt_response(
+        304,
+        description="Not modified: the progress is still the one of the `ETag` sent in `If-None-Match`",
+        headers=PROGRESS_HEADERS_DOC,
+    )
     @refusals(blp, SIGNED_IN, (404,))
     def get(self, download_id):
-        """Progress of a download"""
-        download = user_actions.get_download(current_user().id, download_id)
-        return event_hub.progress_fields(download)
+        """Progress of a download
+
+        Send the `ETag` of the last answer in `If-None-Match`: while the progress is the same, the
+        answer is 304 with no body.
+        """
+        download = progress_reads.progress_of(current_user().id, download_id)
+        etag = progress_etag(download)
+        headers = {"ETag": f'"{etag}"', "Cache-Control": PROGRESS_CACHE_CONTROL}
+        if request.if_none_match.contains_weak(etag):  # RFC 9110 13.1.2: the weak comparison
+            return Response(status=304, headers=headers)
+        # The body ProgressSchema would dump (it is that dict already), without marshmallow: the
+        # schema stays for the spec (tests/unit/web/test_progress_body.py compares the two).
+        return current_app.json.response(event_hub.progress_fields(download)), 200, headers
 
 
 # action: (user action, message on success, docstring for the spec: summary, then description)
