@@ -1,6 +1,7 @@
-"""The database handle: pooled SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or pooled PostgreSQL."""
+"""The database handle: pooled SQLite (WAL, BEGIN IMMEDIATE, lock waits that sleep in Python) or pooled PostgreSQL."""
 
 import math
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -47,6 +48,61 @@ class PooledPostgres(PooledPostgresqlDatabase):
         return super()._is_closed(conn)
 
 
+# A statement waiting for SQLite's write lock tries again after this pause, doubled each time
+# up to the longest: the lock is held for a transaction, a few milliseconds.
+SQLITE_LOCK_RETRY_FIRST_SECONDS = 0.0005
+SQLITE_LOCK_RETRY_LONGEST_SECONDS = 0.004
+
+
+def _waiting_for_the_lock(statement):
+    """Run `statement()`; while SQLite answers SQLITE_BUSY, sleep and run it again.
+
+    `time.sleep` is gevent's in the API's workers, so the worker's other greenlets run
+    meanwhile, and a real sleep in the worker's threads. After SQLITE_BUSY_TIMEOUT_SECONDS the
+    last "database is locked" is raised, as SQLite's own busy timeout would.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    pause = SQLITE_LOCK_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            left = deadline - time.monotonic()
+            # The primary code: SQLITE_BUSY_RECOVERY and SQLITE_BUSY_SNAPSHOT are waits too.
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY or left <= 0:
+                raise
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, SQLITE_LOCK_RETRY_LONGEST_SECONDS)
+
+
+class _LockWaitingCursor(sqlite3.Cursor):
+    """A cursor whose statements outside a transaction wait for the write lock in Python.
+
+    Outside a transaction a statement that got SQLITE_BUSY did nothing, so it can run again:
+    `BEGIN IMMEDIATE`, or a write in autocommit. Inside one the lock is already held.
+    """
+
+    def execute(self, sql, parameters=()):
+        if self.connection.in_transaction:
+            return super().execute(sql, parameters)
+        return _waiting_for_the_lock(lambda: super(_LockWaitingCursor, self).execute(sql, parameters))
+
+
+class _LockWaitingConnection(sqlite3.Connection):
+    """A SQLite connection without SQLite's busy handler, whose cursors wait for the lock themselves.
+
+    The busy handler sleeps inside C: under gevent that stops the whole worker, every greenlet
+    of it, for the whole wait, and a greenlet holding the lock across a Redis call could then
+    never commit (its waiter timed out first).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "timeout": 0})
+
+    def cursor(self, factory=_LockWaitingCursor):
+        return super().cursor(factory)
+
+
 def unanswered_after(seconds):
     """libpq options that fail a PostgreSQL connection once its server has not answered for
     about `seconds`: connecting, data it never acknowledged, or a peer gone silent (keepalives).
@@ -77,20 +133,17 @@ def open_database(url, pool_size=20, pool_timeout=10.0, timeout_seconds=10.0):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the API read while the worker writes; IMMEDIATE takes the write
-        # lock at BEGIN so two writers queue on the busy timeout instead of failing.
-        # Pooled: opening a connection and setting its pragmas cost more than a query.
+        # lock at BEGIN so two writers queue for it (up to SQLITE_BUSY_TIMEOUT_SECONDS)
+        # instead of failing. Pooled: opening a connection and setting its pragmas cost
+        # more than a query.
         return PooledSqliteDatabase(
             path,
             max_connections=pool_size,
             timeout=pool_timeout,
             stale_timeout=300,
             check_same_thread=False,
-            pragmas={
-                "journal_mode": "wal",
-                "synchronous": "normal",
-                "foreign_keys": 1,
-                "busy_timeout": SQLITE_BUSY_TIMEOUT_SECONDS * 1000,
-            },
+            factory=_LockWaitingConnection,
+            pragmas={"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1},
             lock_type="IMMEDIATE",
             returning_clause=True,
         )
