@@ -592,8 +592,8 @@ def bench_sse(run):
 
 
 def nginx_origin():
-    """tests/origins.Nginx (imported here: it needs boto3, a test dependency)."""
-    from origins import NGINX, Nginx
+    """tests/support/origins.Nginx (imported here: it needs boto3, a test dependency)."""
+    from support.origins import NGINX, Nginx
 
     if not NGINX:
         raise SystemExit("the transfer figure needs nginx: apt-get install nginx-light")
@@ -929,7 +929,7 @@ def transfer_table(r):
 
 
 def transfer_versions():
-    nginx = subprocess.run([sys.modules["origins"].NGINX, "-v"], capture_output=True, text=True).stderr
+    nginx = subprocess.run([sys.modules["support.origins"].NGINX, "-v"], capture_output=True, text=True).stderr
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[:2]
     return f"{' '.join(curl)}, {nginx.strip().split(': ', 1)[-1]}"
 
