@@ -38,9 +38,11 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 
 # Benchmarks (not part of `make test`): PostgreSQL and SQLite, written to docs/performance.md.
+# PEER=path/to/express-bullmq measures that peer beside the API figures (PostgreSQL run).
+PEER ?=
 bench: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(PY) tests/bench/bench.py --write docs/performance.md
+	$(PY) tests/bench/bench.py --write docs/performance.md $(if $(PEER),--peer $(PEER))
 
 clean:
 	rm -rf $(VENV) var *.egg-info

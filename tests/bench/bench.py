@@ -8,13 +8,14 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -41,10 +42,17 @@ WRK_SECONDS = 8
 CONNECTIONS = 50
 LIST_CONNECTIONS = 4
 WORKER_JOBS = 2000
+# The drain rate is timed from the first poll at which this share of the backlog is done: the
+# worker's boot and first messages do not count.
+STEADY_SHARE = 0.05
+POLL_SECONDS = 0.02
 PICKUP_SAMPLES = 40
 # Titles bench-0 … bench-N, each in 480p and 720p: every start of a run is a new download (a
 # repeat of a held title and quality would just return it).
 START_TITLES = 50_000
+QUALITIES = ("480p", "720p")
+# Starts rotate through this many users (of each wrk run's own prefix), as start.lua does.
+USERS = 200
 WRK_THREADS = 2
 # The limiter runs, as in production, but never refuses: the figures are the service's.
 NO_LIMIT = "1000000000 per minute"
@@ -62,7 +70,11 @@ class Run:
         self.redis_port = free_port()
         self.redis = start_redis_server(self.redis_port, workdir / "redis", appendonly=False)
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.database_url, self.pg_name = self._database()
+        self.database_url, self.pg_name = (
+            (f"sqlite:///{workdir / 'bench.sqlite3'}", None)
+            if backend == "sqlite"
+            else create_database("downloads_bench")
+        )
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")},
             "DATABASE_URL": self.database_url,
@@ -100,20 +112,10 @@ class Run:
             self.lister_token = issue_token("lister", ttl_seconds=3600)
         self.processes = []
 
-    def _database(self):
-        if self.backend == "sqlite":
-            return f"sqlite:///{self.workdir / 'bench.sqlite3'}", None
-        admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-        name = f"downloads_bench_{secrets.token_hex(4)}"
-        with closing(psycopg2.connect(admin_url)) as admin:
-            admin.autocommit = True
-            admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        return urlparse(admin_url)._replace(path=f"/{name}").geturl(), (admin_url, name)
-
-    def spawn(self, name, command, **env):
+    def spawn(self, name, command, cwd=ROOT, **env):
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed once the child has it)
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         process.log_path = self.workdir / f"{name}.log"
         self.processes.append(process)
@@ -127,7 +129,7 @@ class Run:
             WEB_CONCURRENCY=str(workers),
             WORKER_CONNECTIONS=str(connections),
         )
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30, message="gunicorn")
+        wait_ready(process, lambda: _answers(f"http://127.0.0.1:{port}/readyz"), "gunicorn")
         return process, f"http://127.0.0.1:{port}"
 
     def worker(self, module="actors", path=None):
@@ -135,7 +137,7 @@ class Run:
         if path:
             command += ["--path", str(path)]
         process = self.spawn(f"worker-{module}", command)
-        wait_until(lambda: "Worker process is ready" in process.log_path.read_text(), 30, message="the worker")
+        wait_ready(process, lambda: "Worker process is ready" in log_text(process), f"the worker ({module})")
         return process
 
     @staticmethod
@@ -156,22 +158,79 @@ class Run:
         self.redis.terminate()
         self.redis.wait()
         if self.pg_name:
-            admin_url, name = self.pg_name
-            with closing(psycopg2.connect(admin_url)) as admin:
-                admin.autocommit = True
-                admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(*self.pg_name)
+
+
+def create_database(prefix):
+    """A fresh PostgreSQL database in the bench's cluster: its URL, and what drop_database needs."""
+    admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with closing(psycopg2.connect(admin_url)) as admin:
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    return urlparse(admin_url)._replace(path=f"/{name}").geturl(), (admin_url, name)
+
+
+def drop_database(admin_url, name):
+    with closing(psycopg2.connect(admin_url)) as admin:
+        admin.autocommit = True
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def log_text(process):
+    return process.log_path.read_text(errors="replace")
+
+
+def wait_ready(process, ready, what, timeout=30):
+    """Wait until `ready()`; if the child exits or is not ready in time, stop with the end of its log."""
+
+    def up():
+        if process.poll() is not None:
+            raise SystemExit(f"bench: {what} exited with {process.returncode}; the end of its log:\n{tail(process)}")
+        return ready()
+
+    try:
+        wait_until(up, timeout, message=what)
+    except AssertionError as exc:
+        raise SystemExit(f"bench: {exc}; the end of its log:\n{tail(process)}") from None
+
+
+def tail(process, lines=30):
+    return "\n".join(log_text(process).splitlines()[-lines:])
 
 
 def _answers(url):
     try:
         return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not listening yet, or booting its workers
         return False
 
 
-def wrk(url, token, script="get.lua", connections=CONNECTIONS, delay_ms=0, seconds=WRK_SECONDS):
-    """Requests per second, p50 and p99 in ms, and non-2xx answers of one wrk run."""
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_DELAY_MS": str(delay_ms), "BENCH_THREADS": str(WRK_THREADS)}
+def wrk(
+    url,
+    token="",
+    script="get.lua",
+    tokens=None,
+    if_none_match="",
+    expect=(200,),
+    connections=CONNECTIONS,
+    delay_ms=0,
+    seconds=WRK_SECONDS,
+):
+    """Requests per second, p50 and p99 in ms, answers by status, and errors of one wrk run.
+
+    The errors are the answers with a status not in `expect` and wrk's socket errors (connect,
+    read, write, timeout): wrk's own "Non-2xx or 3xx responses" counts only statuses above 399.
+    """
+    env = {
+        **os.environ,
+        "LUA_PATH": f"{HERE}/?.lua;;",
+        "BENCH_TOKEN": token,
+        "BENCH_TOKENS_FILE": str(tokens or ""),
+        "BENCH_IF_NONE_MATCH": if_none_match,
+        "BENCH_DELAY_MS": str(delay_ms),
+        "BENCH_THREADS": str(WRK_THREADS),
+    }
     out = subprocess.run(
         ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script), url],
         capture_output=True,
@@ -184,12 +243,19 @@ def wrk(url, token, script="get.lua", connections=CONNECTIONS, delay_ms=0, secon
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    statuses = {int(status): int(count) for status, count in re.findall(r"^status (\d+): (\d+)$", out, re.MULTILINE)}
+    counted = re.search(
+        r"Socket errors: connect (?P<connect>\d+), read (?P<read>\d+), write (?P<write>\d+), timeout (?P<timeout>\d+)",
+        out,
+    )
+    sockets = {kind: int(count) for kind, count in counted.groupdict().items()} if counted else {}
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": millis("50%"),
         "p99_ms": millis("99%"),
-        "errors": int(errors.group(1)) if errors else 0,
+        "statuses": statuses,
+        "sockets": sockets,
+        "errors": sum(count for status, count in statuses.items() if status not in expect) + sum(sockets.values()),
     }
 
 
@@ -240,72 +306,220 @@ def bench_lists(run, base):
     return small, large
 
 
-def bench_api(run, base):
-    noop = wrk(f"{base}/healthz", run.token)
-    start = wrk(f"{base}/api/downloads/start", run.token, script="start.lua")
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start_body(combination):
+    """The body start.lua sends for `combination`: each title in each quality."""
+    return {"content_id": f"bench-{combination // 2}", "quality": QUALITIES[combination % 2]}
+
+
+def tokens_file(target, prefix):
+    """A file of the tokens of USERS users `<prefix>-<n>`, one a line, for start.lua."""
+    path = target.run.workdir / f"{target.name}-{prefix}.tokens"
+    path.write_text("".join(target.token(f"{prefix}-{n}") + "\n" for n in range(USERS)))
+    return path
+
+
+class Service:
+    """The service as a benchmark target: the run's gunicorn, and its worker when the drain needs it."""
+
+    name = "service"
+
+    def __init__(self, run, base):
+        self.run, self.base = run, base
+
+    def token(self, user):
+        with self.run.app.app_context():
+            return issue_token(user, ttl_seconds=3600)
+
+    def start_worker(self):
+        return self.run.worker()
+
+    def completed(self, ids):
+        with self.run.app.app_context(), database.connection_context():
+            return Download.select().where(Download.id.in_(ids), Download.status == "completed").count()
+
+
+class Peer:
+    """The peer (Express + BullMQ) as a benchmark target: `node server.js` from `folder`, seeded
+    with the bench's titles; `node worker.js` when the drain needs it."""
+
+    name = "peer"
+
+    def __init__(self, run, folder, database_url, db):
+        self.run, self.folder, self.db = run, folder, db
+        self.env = {"DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{run.redis_port}/5"}
+        port = free_port()
+        self.server = run.spawn("peer-server", ["node", "server.js"], cwd=folder, PORT=str(port), **self.env)
+        wait_ready(self.server, lambda: "server listening" in log_text(self.server), "the peer's server")
+        self.base = f"http://127.0.0.1:{port}"
+        # The server has made its schema: the same titles as the service's, so wrk sends the same bodies.
+        with db.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO contents (id, duration_seconds) SELECT 'bench-' || n, 600 FROM generate_series(0, %s) n",
+                (START_TITLES - 1,),
+            )
+
+    def token(self, user):
+        return user  # the peer's bearer token is the user id
+
+    def start_worker(self):
+        worker = self.run.spawn(
+            "peer-worker", ["node", "worker.js"], cwd=self.folder, SIMULATED_SECONDS="0", CONCURRENCY="2", **self.env
+        )
+        wait_ready(worker, lambda: "worker ready" in log_text(worker), "the peer's worker")
+        return worker
+
+    def completed(self, ids):
+        with self.db.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM downloads WHERE id = ANY(%s) AND status = 'completed'", (ids,))
+            return cursor.fetchone()[0]
+
+    def versions(self):
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        packages = ", ".join(
+            f"{name} {json.loads((self.folder / 'node_modules' / name / 'package.json').read_text())['version']}"
+            for name in ("express", "bullmq", "pg", "ioredis")
+        )
+        return f"Node {node}; {packages}"
+
+
+@contextmanager
+def running_peer(run, source):
+    """The peer, from a copy of `source` (without node_modules, installed afresh), on a PostgreSQL
+    database of its own and the run's Redis (db 5); stopped and its database dropped afterwards."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        raise SystemExit("bench: --peer needs node and npm")
+    folder = run.workdir / "peer"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("node_modules"), copy_function=shutil.copyfile)
+    for path, _, _ in os.walk(folder):
+        os.chmod(path, 0o755)  # the copy of a read-only folder must take node_modules
+    installed = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund"], cwd=folder, capture_output=True, text=True
+    )
+    if installed.returncode:
+        raise SystemExit(f"bench: npm install of the peer failed:\n{installed.stdout}{installed.stderr}")
+    database_url, pg_name = create_database("peer_bench")
+    try:
+        with closing(psycopg2.connect(database_url)) as db:
+            db.autocommit = True
+            peer = Peer(run, folder, database_url, db)
+            try:
+                yield peer
+            finally:
+                run.stop(peer.server)
+    finally:
+        drop_database(*pg_name)
+
+
+def steady_rate(total, done):
+    """Items done per second, polled every POLL_SECONDS: from the first poll at which STEADY_SHARE
+    of `total` are done, t0, until all are, t1; (total − done at t0) / (t1 − t0)."""
+    first = []
+
+    def all_done():
+        count, now = done(), time.monotonic()
+        if count >= total * STEADY_SHARE and not first:
+            first.append((now, count))
+        return count >= total and now
+
+    finished = wait_until(all_done, 300, interval=POLL_SECONDS, message="the backlog to drain")
+    began, count = first[0]
+    if finished == began:
+        raise SystemExit("bench: the backlog drained before a poll could time it")
+    return (total - count) / (finished - began)
+
+
+def bench_drain(target):
+    """Downloads completed per second: WORKER_JOBS started over HTTP with the worker stopped, then the worker."""
+    tokens = [target.token(f"drain-{n}") for n in range(USERS)]
+    ids = []
+    with requests.Session() as session:
+        for n in range(WORKER_JOBS):
+            answer = session.post(
+                f"{target.base}/api/downloads/start", json=start_body(n), headers=bearer(tokens[n % USERS]), timeout=10
+            )
+            if answer.status_code != 202:
+                raise SystemExit(f"bench: the {target.name} refused a start: {answer.status_code} {answer.text}")
+            ids.append(answer.json()["download"]["id"])
+    worker = target.start_worker()
+    rate = steady_rate(WORKER_JOBS, lambda: target.completed(ids))
+    target.run.stop(worker)
+    return rate
+
+
+def bench_starts(target):
+    """Starts at 50 connections, then at half that rate (the worker is stopped)."""
+    url = f"{target.base}/api/downloads/start"
+    start = wrk(url, script="start.lua", tokens=tokens_file(target, "bench"), expect=(202,))
     # Half the peak rate: each of the 50 connections waits so that together they send half.
     half_rate = start["rps"] / 2
     delay = max(CONNECTIONS / half_rate * 1000 - start["p50_ms"], 0)
-    # Another user: the paced run's titles must not be ones the peak run already started.
-    with run.app.app_context():
-        paced_token = issue_token("bench-paced", ttl_seconds=3600)
-    paced = wrk(f"{base}/api/downloads/start", paced_token, script="start.lua", delay_ms=int(delay))
-    some_id = requests.get(
-        f"{base}/api/downloads?page_size=1", headers={"Authorization": f"Bearer {run.token}"}, timeout=5
-    ).json()["downloads"][0]["id"]
-    progress = wrk(f"{base}/api/downloads/{some_id}/progress", run.token)
-    return noop, start, paced, progress
+    # Other users: the paced run starts its combinations at 0 again, and they must be new downloads too.
+    paced = wrk(url, script="start.lua", tokens=tokens_file(target, "paced"), expect=(202,), delay_ms=int(delay))
+    return {"start": start, "paced": paced}
 
 
-def drain_seconds(run, enqueue, done):
-    started = time.monotonic()
-    enqueue()
-    wait_until(done, 300, message="the queue to drain")
-    return time.monotonic() - started
+def bench_progress(target):
+    """Reads of one download's progress, plain and conditional (the worker is stopped: it does not change)."""
+    owner = target.token("progress-0")
+    started = requests.post(
+        f"{target.base}/api/downloads/start", json=start_body(0), headers=bearer(owner), timeout=5
+    ).json()
+    progress_url = f"{target.base}/api/downloads/{started['download']['id']}/progress"
+    progress = wrk(progress_url, owner)
+    etag = requests.get(progress_url, headers=bearer(owner), timeout=5).headers.get("ETag")
+    conditional = wrk(progress_url, owner, if_none_match=etag, expect=(200, 304)) if etag else None
+    return {"progress": progress, "conditional": conditional}
 
 
-def bench_worker(run):
+def bench_noop_actor(run):
+    """No-op messages handled per second by the same worker settings, timed as the drain is."""
     import dramatiq
 
     client = redis.Redis.from_url(run.redis_url)
     broker = run.app.extensions["broker"]
+    for n in range(WORKER_JOBS):
+        broker.enqueue(
+            dramatiq.Message(queue_name="bench-noop", actor_name="noop", args=(str(n),), kwargs={}, options={})
+        )
+    worker = run.worker("noop_actor", path=HERE)
+    rate = steady_rate(WORKER_JOBS, lambda: WORKER_JOBS - client.hlen("dramatiq:bench-noop.msgs"))
+    run.stop(worker)
+    return rate
 
-    noop_worker = run.worker("noop_actor", path=HERE)
 
-    def enqueue_noops():
-        for n in range(WORKER_JOBS):
-            broker.enqueue(
-                dramatiq.Message(queue_name="bench-noop", actor_name="noop", args=(str(n),), kwargs={}, options={})
-            )
+def measure_api(run, base, peer_source):
+    """The API and worker figures of the service, and of the peer in the same run if asked: each
+    figure of one right after the other's, so that both see the same load of a shared machine."""
+    with ExitStack() as stack:
+        targets = [Service(run, base)]
+        if peer_source:
+            print(f"[{run.backend}] API and worker: starting the peer", flush=True)
+            targets.append(stack.enter_context(running_peer(run, peer_source)))
+        figures = {target.name: {} for target in targets}
+        print(f"[{run.backend}] API and worker: no-op actor, drain", flush=True)
+        figures["service"]["noop_actor_per_s"] = bench_noop_actor(run)
+        for target in targets:
+            figures[target.name]["drain_per_s"] = bench_drain(target)
+        print(f"[{run.backend}] API and worker: HTTP", flush=True)
+        figures["service"]["noop"] = wrk(f"{base}/healthz", run.token)
+        for bench in (bench_starts, bench_progress):
+            for target in targets:
+                figures[target.name] |= bench(target)
+        if peer_source:
+            figures["peer"]["versions"] = targets[1].versions()
+    return {"service": figures["service"], "peer": figures.get("peer")}
 
-    noop_seconds = drain_seconds(run, enqueue_noops, lambda: client.hlen("dramatiq:bench-noop.msgs") == 0)
-    run.stop(noop_worker)
 
+def forget_downloads(run):
+    """Delete the downloads and queued messages the API figures left (thousands of pending starts)."""
+    runtime = run.app.extensions["runtime"]
+    runtime.queue.broker.flush(runtime.queue.name)
     with run.app.app_context(), database.connection_context():
         Download.delete().execute()
-        ids = []
-        for _ in range(WORKER_JOBS):
-            download = Download.create(
-                user_id="worker-bench",
-                content="bench-title",
-                quality="480p",
-                status="pending",
-                file_size_bytes=10_000_000,
-            )
-            ids.append(download.id)
-    transfer_worker = run.worker()
-
-    def enqueue_downloads():
-        queue = run.app.extensions["runtime"].queue
-        for download_id in ids:
-            queue.enqueue_transfer(download_id)
-
-    def all_completed():
-        with run.app.app_context(), database.connection_context():
-            return Download.select().where(Download.status == "completed").count() == WORKER_JOBS
-
-    transfer_seconds = drain_seconds(run, enqueue_downloads, all_completed)
-    return WORKER_JOBS / noop_seconds, WORKER_JOBS / transfer_seconds, transfer_worker
 
 
 def bench_pickup(run, base):
@@ -378,8 +592,8 @@ def bench_sse(run):
 
 
 def nginx_origin():
-    """tests/origins.Nginx (imported here: it needs boto3, a test dependency)."""
-    from origins import NGINX, Nginx
+    """tests/support/origins.Nginx (imported here: it needs boto3, a test dependency)."""
+    from support.origins import NGINX, Nginx
 
     if not NGINX:
         raise SystemExit("the transfer figure needs nginx: apt-get install nginx-light")
@@ -495,31 +709,32 @@ def measure_transfer(backend):
     return {"backend": backend, "transfer": transfer}
 
 
-def measure(backend):
+def measure_only_api(backend, peer_source):
+    """`--only api`: the API and worker figures alone, on their own gunicorn."""
     with bench_run(backend) as run:
-        print(f"[{backend}] lists", flush=True)
+        _, base = run.gunicorn()
+        return {"backend": backend, "api": measure_api(run, base, peer_source)}
+
+
+def measure(backend, peer_source):
+    with bench_run(backend) as run:
         api, base = run.gunicorn()
-        small, large = bench_lists(run, base)
-        print(f"[{backend}] API", flush=True)
-        noop, start, paced, progress = bench_api(run, base)
-        print(f"[{backend}] worker", flush=True)
-        noop_rate, transfer_rate, transfer_worker = bench_worker(run)
+        figures = measure_api(run, base, peer_source)
+        forget_downloads(run)
         print(f"[{backend}] pick-up", flush=True)
+        worker = run.worker()
         pickup_p50, pickup_p99 = bench_pickup(run, base)
         print(f"[{backend}] transfer", flush=True)
         transfer = bench_transfer(run, base)
-        run.stop(transfer_worker)  # the SSE figure pauses a download that must stay pending
+        run.stop(worker)  # the SSE figure pauses a download that must stay pending
+        print(f"[{backend}] lists", flush=True)
+        small, large = bench_lists(run, base)
         run.stop(api)
         print(f"[{backend}] SSE", flush=True)
         sse = bench_sse(run)
     return {
         "backend": backend,
-        "noop": noop,
-        "start": start,
-        "paced": paced,
-        "progress": progress,
-        "noop_actor_per_s": noop_rate,
-        "downloads_per_s": transfer_rate,
+        "api": figures,
         "pickup_p50_ms": pickup_p50,
         "pickup_p99_ms": pickup_p99,
         "list_1k": small,
@@ -529,38 +744,126 @@ def measure(backend):
     }
 
 
-def table(r):
-    ratio = lambda a, b: f"{a / b:.2f}" if b else "n/a"  # noqa: E731
-    sse = r["sse"]
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "—"
+
+
+def at_rate(figure):
+    return f"{figure['rps']:.0f} req/s (p99 {figure['p99_ms']:.0f} ms)"
+
+
+def paced(figure):
+    return f"{figure['p99_ms']:.1f} ms at {figure['rps']:.0f} req/s"
+
+
+def conditional(figure):
+    if figure is None:
+        return "no ETag"
+    share = figure["statuses"].get(304, 0) / max(sum(figure["statuses"].values()), 1)
+    return f"{figure['rps']:.0f} req/s, {share:.0%} answered 304"
+
+
+def per_second(value):
+    return f"{value:.0f}"
+
+
+def rps(figure):
+    return figure and figure["rps"]
+
+
+def wrk_errors(figures):
+    return sum(f["errors"] for k in ("noop", "start", "paced", "progress", "conditional") if (f := figures.get(k)))
+
+
+def api_table(service, peer):
+    """The API and worker figures of one back end, each beside the peer's (None: it did not run) or a no-op's."""
+    s = service
+
+    def of_peer(render, key):
+        return render(peer[key]) if peer else "not run"
+
+    def peer_ratio(value, key):
+        return ratio(value, peer and (rps(peer[key]) if key != "drain_per_s" else peer[key]))
+
     rows = [
         (
-            "`POST /api/downloads/start` req/s (50 conn.)",
-            f"{r['start']['rps']:.0f} (p99 {r['start']['p99_ms']:.0f} ms)",
-            f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
-            ratio(r["start"]["rps"], r["noop"]["rps"]),
+            "`POST /api/downloads/start`, 50 conn., worker stopped",
+            at_rate(s["start"]),
+            of_peer(at_rate, "start"),
+            peer_ratio(s["start"]["rps"], "start"),
+            "≥ 1.0",
+        ),
+        (
+            "… against a no-op route",
+            at_rate(s["start"]),
+            f"{s['noop']['rps']:.0f} req/s (no-op `/healthz`)",
+            ratio(s["start"]["rps"], s["noop"]["rps"]),
             "≥ 0.5",
         ),
+        ("`POST /start` p99 at half the peak rate", paced(s["paced"]), of_peer(paced, "paced"), "—", "≤ 50 ms"),
         (
-            "`POST /start` p99 at half the peak rate",
-            f"{r['paced']['p99_ms']:.1f} ms at {r['paced']['rps']:.0f} req/s",
-            "—",
-            "—",
-            "≤ 50 ms",
-        ),
-        (
-            "`GET /api/downloads/{id}/progress` req/s",
-            f"{r['progress']['rps']:.0f}",
-            f"{r['noop']['rps']:.0f} (no-op `/healthz`)",
-            ratio(r["progress"]["rps"], r["noop"]["rps"]),
+            "`GET /api/downloads/{id}/progress`, 50 conn.",
+            at_rate(s["progress"]),
+            of_peer(at_rate, "progress"),
+            peer_ratio(s["progress"]["rps"], "progress"),
             "≥ 0.7",
         ),
         (
-            "downloads completed/s (`DOWNLOAD_SIMULATED_SECONDS=0`, 1 process × 2 threads)",
-            f"{r['downloads_per_s']:.0f}",
-            f"{r['noop_actor_per_s']:.0f} (no-op actor msgs/s)",
-            ratio(r["downloads_per_s"], r["noop_actor_per_s"]),
+            "… against a no-op route",
+            at_rate(s["progress"]),
+            f"{s['noop']['rps']:.0f} req/s (no-op `/healthz`)",
+            ratio(s["progress"]["rps"], s["noop"]["rps"]),
+            "≥ 0.7",
+        ),
+        (
+            "… with `If-None-Match` of the ETag it sent",
+            conditional(s["conditional"]),
+            of_peer(conditional, "conditional"),
+            peer_ratio(rps(s["conditional"]), "conditional"),
+            "reported",
+        ),
+        (
+            "downloads completed/s, `DOWNLOAD_SIMULATED_SECONDS=0`, 1 process × 2 threads",
+            per_second(s["drain_per_s"]),
+            of_peer(per_second, "drain_per_s"),
+            peer_ratio(s["drain_per_s"], "drain_per_s"),
+            "≥ 1.5",
+        ),
+        (
+            "… against a no-op actor",
+            per_second(s["drain_per_s"]),
+            f"{s['noop_actor_per_s']:.0f} msgs/s (no-op actor)",
+            ratio(s["drain_per_s"], s["noop_actor_per_s"]),
             "≥ 0.6",
         ),
+    ]
+    lines = ["| figure | service | baseline: peer, same run | ratio | target |", "|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    errors = f"service {wrk_errors(s)}" + (f", peer {wrk_errors(peer)}" if peer else "")
+    lines.append(f"\nUnexpected answers and socket errors during the wrk runs: {errors}.")
+    return "\n".join(lines)
+
+
+def backends_table(postgres, sqlite):
+    """The service's throughput figures on PostgreSQL against SQLite, same run."""
+    rows = [
+        ("`POST /api/downloads/start` req/s", rps(postgres["start"]), rps(sqlite["start"])),
+        ("`GET /api/downloads/{id}/progress` req/s", rps(postgres["progress"]), rps(sqlite["progress"])),
+        ("… with `If-None-Match`, req/s", rps(postgres["conditional"]), rps(sqlite["conditional"])),
+        ("downloads completed/s", postgres["drain_per_s"], sqlite["drain_per_s"]),
+    ]
+    lines = ["| figure | PostgreSQL | SQLite | ratio | target |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {name} | {per_second(pg) if pg else 'no ETag'} | {per_second(lite) if lite else 'no ETag'} "
+        f"| {ratio(pg, lite)} | ≥ 1.0 |"
+        for name, pg, lite in rows
+    ]
+    return "\n".join(lines)
+
+
+def table(r):
+    sse = r["sse"]
+    rows = [
         (
             "`POST /start` returned → `downloading`, idle worker",
             f"p50 {r['pickup_p50_ms']:.0f} ms, p99 {r['pickup_p99_ms']:.0f} ms",
@@ -590,10 +893,10 @@ def table(r):
             "reported",
         ),
     ]
-    errors = sum(r[k]["errors"] for k in ("noop", "start", "paced", "progress", "list_1k", "list_1m"))
+    errors = r["list_1k"]["errors"] + r["list_1m"]["errors"]
     lines = ["| figure | measured | baseline, same run | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
-    lines.append(f"\nNon-2xx answers during the wrk runs: {errors}.")
+    lines.append(f"\nUnexpected answers and socket errors during the wrk runs: {errors}.")
     return "\n".join(lines)
 
 
@@ -626,7 +929,7 @@ def transfer_table(r):
 
 
 def transfer_versions():
-    nginx = subprocess.run([sys.modules["origins"].NGINX, "-v"], capture_output=True, text=True).stderr
+    nginx = subprocess.run([sys.modules["support.origins"].NGINX, "-v"], capture_output=True, text=True).stderr
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[:2]
     return f"{' '.join(curl)}, {nginx.strip().split(': ', 1)[-1]}"
 
@@ -676,30 +979,73 @@ def machine():
     )
 
 
+def api_block(results, command, machine_line, load_before, peer_source):
+    """The `bench-api` block: the API and worker figures of each back end, and the back ends compared."""
+    by_backend = {r["backend"]: r["api"] for r in results}
+    peer = by_backend.get("postgres", {}).get("peer")
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} by `{command}`; load average before it: {load_before}.",
+        "",
+        f"Machine: {machine_line}",
+    ]
+    if peer:
+        lines += ["", f"Peer: a copy of `{peer_source}`; {peer['versions']}."]
+    for backend, api in by_backend.items():
+        lines += ["", f"### {backend}", ""]
+        if backend == "sqlite" and peer:
+            lines += ["The peer runs on PostgreSQL only: its figures are those of the PostgreSQL run.", ""]
+        lines.append(api_table(api["service"], peer))
+    if len(by_backend) == 2:
+        lines += ["", "### PostgreSQL against SQLite", ""]
+        lines.append(backends_table(by_backend["postgres"]["service"], by_backend["sqlite"]["service"]))
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="repeatable; default both")
     parser.add_argument("--write", type=Path, help="write the results to this Markdown file")
     parser.add_argument(
-        "--only", choices=["transfer"], help="measure only this part (it has its own table and markers)"
+        "--only", choices=["api", "transfer"], help="measure only this part (it has its own table and markers)"
+    )
+    parser.add_argument(
+        "--peer", type=Path, help="the express-bullmq peer's folder: measured beside the service in the PostgreSQL run"
     )
     args = parser.parse_args()
     backends = args.db or ["postgres", "sqlite"]
-    results = [(measure_transfer if args.only == "transfer" else measure)(backend) for backend in backends]
-    command = "python tests/bench/bench.py --only transfer" if args.only else "make bench"
-    transfer = [
-        f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
-        f"{transfer_versions()}; 1 MB = 10^6 bytes.",
-        "",
-    ]
-    for result in results:
-        transfer += [f"### {result['backend']}", "", transfer_table(result), ""]
-    blocks = {"bench-transfer": "\n".join(transfer)}
+    if args.peer and ("postgres" not in backends or args.only == "transfer"):
+        parser.error("--peer is measured in the PostgreSQL run of the API figures")
+    if args.peer and not (args.peer / "server.js").is_file():
+        parser.error(f"--peer: no server.js in {args.peer}")
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])  # the machine is shared
+    command = shlex.join([os.path.relpath(sys.executable, ROOT), "tests/bench/bench.py", *sys.argv[1:]])
+    results = []
+    for backend in backends:
+        peer_source = args.peer if backend == "postgres" else None
+        if args.only == "transfer":
+            results.append(measure_transfer(backend))
+        elif args.only == "api":
+            results.append(measure_only_api(backend, peer_source))
+        else:
+            results.append(measure(backend, peer_source))
+    blocks = {}
+    machine_line = machine()
+    if args.only != "transfer":
+        blocks["bench-api"] = api_block(results, command, machine_line, load_before, args.peer)
     if not args.only:
-        report = [f"Machine: {machine()}", ""]
+        report = [f"Machine: {machine_line}", ""]
         for result in results:
             report += [f"### {result['backend']}", "", table(result), ""]
-        blocks = {"bench": "\n".join(report), **blocks}
+        blocks["bench"] = "\n".join(report)
+    if args.only != "api":
+        transfer = [
+            f"Measured {datetime.date.today().isoformat()} by `{command}`, on the machine above; "
+            f"{transfer_versions()}; 1 MB = 10^6 bytes.",
+            "",
+        ]
+        for result in results:
+            transfer += [f"### {result['backend']}", "", transfer_table(result), ""]
+        blocks["bench-transfer"] = "\n".join(transfer)
     print("\n\n".join(blocks.values()))
     (ROOT / "var").mkdir(exist_ok=True)
     (ROOT / "var" / f"bench{'-' + args.only if args.only else ''}.json").write_text(json.dumps(results, indent=1))
