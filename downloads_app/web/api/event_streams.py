@@ -114,11 +114,23 @@ def _stream(user_id, download_id=None):
     # no connection pins one API process for ever and deploys drain.
     ends_at = time.monotonic() + current_app.config["SSE_MAX_STREAM_SECONDS"]
 
+    sent = {}  # download id → the last (kind, data) this stream sent of it
+
+    def news(message):
+        """Whether `message` tells the client something new: the subscription, opened before the
+        snapshot was read, may still deliver a change the snapshot already holds."""
+        told = (message["event"], message["data"])
+        if sent.get(message["data"]["id"]) == told:
+            return False
+        sent[message["data"]["id"]] = told
+        return True
+
     def generate():
         try:
             yield "retry: 2000\n\n"
             for message in snapshot:
-                yield event_hub.format_sse(message)
+                if news(message):
+                    yield event_hub.format_sse(message)
             while (left := ends_at - time.monotonic()) > 0:
                 try:
                     message = subscription.get(timeout=min(heartbeat, left))
@@ -128,7 +140,7 @@ def _stream(user_id, download_id=None):
                     continue
                 if message is event_hub.END_OF_STREAM:
                     return
-                if download_id is None or message["data"]["id"] == download_id:
+                if (download_id is None or message["data"]["id"] == download_id) and news(message):
                     yield event_hub.format_sse(message)
         finally:  # the client went away: gunicorn closes the generator
             hub.close_stream(user_id, subscription)
