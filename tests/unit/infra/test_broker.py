@@ -1,5 +1,6 @@
 """The transfer queue's view of live messages: queued, delayed, held by live workers, and dead workers' put back."""
 
+import threading
 import time
 
 import dramatiq
@@ -7,7 +8,7 @@ import pytest
 import redis
 
 import actors
-from downloads_app.infra.broker import QueueUnavailable, TransferQueue
+from downloads_app.infra.broker import DownloadsBroker, QueueUnavailable, TransferQueue
 
 DELAY_QUEUE = "dramatiq:downloads.DQ"
 
@@ -64,3 +65,42 @@ def test_redis_away_is_queue_unavailable(queue, monkeypatch):
     monkeypatch.setattr(queue.client, "pipeline", refuse)
     with pytest.raises(QueueUnavailable):
         queue.live_download_ids()
+
+
+def next_message(consumer):
+    while (message := next(consumer)) is None:
+        pass
+    return message
+
+
+def test_a_consumer_holding_all_it_may_fetches_the_next_message_as_soon_as_one_is_acked(queue):
+    # With one message per thread, a worker's consumer is full whenever its threads are busy.
+    # Dramatiq's own consumer then sleeps its idle backoff, however long it has grown (here a
+    # minute), before it fetches again; this one waits for the ack.
+    broker = DownloadsBroker(client=actors.broker.client, idle_poll_ms=60_000)
+    queue.enqueue_transfer("first")
+    queue.enqueue_transfer("second")
+    consumer = broker.consume("downloads", prefetch=1, timeout=60_000)
+    held = next_message(consumer)
+    consumer.misses = 20  # Dramatiq's backoff counter after a long busy spell
+    received = []
+    fetching = threading.Thread(target=lambda: received.append(next_message(consumer)), daemon=True)
+    fetching.start()
+    consumer.ack(held)
+    fetching.join(timeout=30)
+    assert not fetching.is_alive(), "the consumer slept its backoff instead of fetching after the ack"
+    assert {held.args[0], received[0].args[0]} == {"first", "second"}
+    consumer.ack(received[0])
+    consumer.close()
+
+
+def test_a_full_consumer_still_comes_back_within_its_timeout(queue):
+    # The worker's consumer thread handles its delay queue between calls: a full consumer
+    # that sees no ack returns None after its (capped) timeout.
+    broker = DownloadsBroker(client=actors.broker.client, idle_poll_ms=50)
+    queue.enqueue_transfer("only")
+    consumer = broker.consume("downloads", prefetch=1, timeout=60_000)
+    held = next_message(consumer)
+    assert next(consumer) is None
+    consumer.ack(held)
+    consumer.close()
