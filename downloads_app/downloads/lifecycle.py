@@ -44,10 +44,13 @@ def releases_quota(transition):
     return bool(sources(transition) & RESERVING) and target(transition) not in RESERVING
 
 
+def moves_quota(transition):
+    """Whether `transition` reserves or releases quota (so it changes the ledger with the row)."""
+    return bool(sources(transition) & RESERVING) != (target(transition) in RESERVING)
+
+
 def quota_change(transition, file_size_bytes):
     """Bytes to add to (positive) or release from (negative) the ledger."""
-    was_reserving = bool(sources(transition) & RESERVING)
-    now_reserving = target(transition) in RESERVING
-    if was_reserving == now_reserving:
+    if not moves_quota(transition):
         return 0
-    return file_size_bytes if now_reserving else -file_size_bytes
+    return file_size_bytes if target(transition) in RESERVING else -file_size_bytes

@@ -21,21 +21,27 @@ log = logging.getLogger("downloads_app.service")
 def apply_all(rt, transition, *conditions, **changes):
     """Move every download matching `conditions` along `transition`; return those moved.
 
-    Runs inside the caller's transaction when there is one. A transition that releases the
-    quota (cancel, fail) removes the download's files too: the quota follows the bytes on disk.
+    Runs inside the caller's transaction when there is one. A transition that moves no quota
+    (claim, complete, pause, resume) is the one UPDATE, atomic by itself: no transaction of its
+    own. One that releases the quota (cancel, fail) removes the download's files too: the quota
+    follows the bytes on disk.
     """
-    with database.atomic():
-        moved = list(
-            Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
-            .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
-            .returning(Download)
-            .execute()
-        )
-        deltas = defaultdict(int)
-        for download in moved:
-            log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
-            deltas[download.user_id] += lifecycle.quota_change(transition, download.file_size_bytes)
-        ledger.settle(rt, deltas)
+    update = (
+        Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
+        .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
+        .returning(Download)
+    )
+    if lifecycle.moves_quota(transition):
+        with database.atomic():
+            moved = list(update.execute())
+            deltas = defaultdict(int)
+            for download in moved:
+                deltas[download.user_id] += lifecycle.quota_change(transition, download.file_size_bytes)
+            ledger.settle(rt, deltas)
+    else:
+        moved = list(update.execute())
+    for download in moved:
+        log.info("Download %s %s: now %s", download.id, transition, download.status, extra=context(download))
     if lifecycle.releases_quota(transition):
         for download in moved:
             rt.files.of(download).remove()
