@@ -26,7 +26,7 @@ class RunHandle:
         self.files = rt.files.of(download)
         self._interval = rt.settings.download_progress_interval_ms / 1000
         self._step = rt.settings.download_progress_bytes
-        self._last_write = time.monotonic() - self._interval
+        self._last_write = time.monotonic()  # the claim has just written the record
 
     @property
     def download_id(self):
