@@ -64,6 +64,12 @@ class RunHandle:
         TRANSFERRED_BYTES.inc(moved)
         return not self.should_stop()
 
+    def moved_all(self):
+        """Every byte is in and nothing is left to do before the completion, which records them
+        with the outcome (one write fewer than a last `report`). False when the mover must stop."""
+        TRANSFERRED_BYTES.inc(self.file_size_bytes - self.downloaded_bytes)
+        return not self.should_stop()
+
     def beat(self):
         """A heartbeat between the blocks of a long step: the bytes last recorded, written again
         once HEARTBEAT_SECONDS have passed (even for a whole file). False when the mover must stop."""

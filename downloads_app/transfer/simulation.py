@@ -14,7 +14,9 @@ def _wait(seconds, heartbeat):
         time.sleep(HEARTBEAT_SECONDS)
         if not heartbeat():
             return False
-    time.sleep(max(deadline - time.monotonic(), 0))
+    left = deadline - time.monotonic()
+    if left > 0:  # even sleep(0) gives the GIL away, and takes a switch interval to get it back
+        time.sleep(left)
     return True
 
 
@@ -22,7 +24,7 @@ def simulate(handle, seconds):
     """Pretend to fetch the file in ten equal steps over `seconds`; False when told to stop.
 
     Starts at the step after the bytes already recorded, so a resumed or redelivered job
-    continues where the last run stopped.
+    continues where the last run stopped. The last step's bytes are recorded by the completion.
     """
     size = handle.file_size_bytes
     step_seconds = seconds / SIMULATED_STEPS
@@ -31,6 +33,8 @@ def simulate(handle, seconds):
     for step in range(first_step, SIMULATED_STEPS + 1):
         if not _wait(step_seconds, lambda done=done: handle.report(done)):  # a heartbeat: same bytes
             return False
+        if step == SIMULATED_STEPS:
+            return handle.moved_all()
         done = size * step // SIMULATED_STEPS
         if not handle.report(done):
             return False
