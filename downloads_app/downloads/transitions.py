@@ -18,8 +18,9 @@ from downloads_app.infra.logs import context
 log = logging.getLogger("downloads_app.service")
 
 
-def apply_all(rt, transition, *conditions, **changes):
-    """Move every download matching `conditions` along `transition`; return those moved.
+def apply_all(rt, transition, *conditions, also_returning=(), **changes):
+    """Move every download matching `conditions` along `transition`; return those moved
+    (with the aliased expressions of `also_returning` as attributes).
 
     Runs inside the caller's transaction when there is one. A transition that moves no quota
     (claim, complete, pause, resume) is the one UPDATE, atomic by itself: no transaction of its
@@ -29,7 +30,7 @@ def apply_all(rt, transition, *conditions, **changes):
     update = (
         Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
         .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
-        .returning(Download)
+        .returning(Download, *also_returning)
     )
     if lifecycle.moves_quota(transition):
         with database.atomic():
@@ -48,9 +49,9 @@ def apply_all(rt, transition, *conditions, **changes):
     return moved
 
 
-def apply(rt, transition, *conditions, **changes):
+def apply(rt, transition, *conditions, also_returning=(), **changes):
     """Like `apply_all` for one download: the download moved, or None."""
-    moved = apply_all(rt, transition, *conditions, **changes)
+    moved = apply_all(rt, transition, *conditions, also_returning=also_returning, **changes)
     return moved[0] if moved else None
 
 
