@@ -716,6 +716,20 @@ def measure_only_api(backend, peer_source):
         return {"backend": backend, "api": measure_api(run, base, peer_source)}
 
 
+def measure_only_drain(backend, peer_source):
+    """`--only drain`: the worker figures alone (the no-op actor, the service, the peer if given), printed."""
+    with bench_run(backend) as run, ExitStack() as stack:
+        _, base = run.gunicorn()
+        targets = [Service(run, base)]
+        if peer_source:
+            targets.append(stack.enter_context(running_peer(run, peer_source)))
+        figures = {"noop_actor_per_s": round(bench_noop_actor(run), 1)}
+        for target in targets:
+            figures[f"{target.name}_drain_per_s"] = round(bench_drain(target), 1)
+            print(f"[{backend}] {target.name}: {figures[f'{target.name}_drain_per_s']} downloads/s", flush=True)
+        return {"backend": backend, "drain": figures}
+
+
 def measure(backend, peer_source):
     with bench_run(backend) as run:
         api, base = run.gunicorn()
@@ -1006,7 +1020,9 @@ def main():
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="repeatable; default both")
     parser.add_argument("--write", type=Path, help="write the results to this Markdown file")
     parser.add_argument(
-        "--only", choices=["api", "transfer"], help="measure only this part (it has its own table and markers)"
+        "--only",
+        choices=["api", "transfer", "drain"],
+        help="measure only this part (api and transfer have their own table and markers; drain is printed only)",
     )
     parser.add_argument(
         "--peer", type=Path, help="the express-bullmq peer's folder: measured beside the service in the PostgreSQL run"
@@ -1015,6 +1031,8 @@ def main():
     backends = args.db or ["postgres", "sqlite"]
     if args.peer and ("postgres" not in backends or args.only == "transfer"):
         parser.error("--peer is measured in the PostgreSQL run of the API figures")
+    if args.only == "drain" and args.write:
+        parser.error("--only drain prints its figures and writes none")
     if args.peer and not (args.peer / "server.js").is_file():
         parser.error(f"--peer: no server.js in {args.peer}")
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])  # the machine is shared
@@ -1026,10 +1044,15 @@ def main():
             results.append(measure_transfer(backend))
         elif args.only == "api":
             results.append(measure_only_api(backend, peer_source))
+        elif args.only == "drain":
+            results.append(measure_only_drain(backend, peer_source))
         else:
             results.append(measure(backend, peer_source))
     blocks = {}
     machine_line = machine()
+    if args.only == "drain":
+        print(json.dumps(results, indent=1))
+        return
     if args.only != "transfer":
         blocks["bench-api"] = api_block(results, command, machine_line, load_before, args.peer)
     if not args.only:
