@@ -1,6 +1,6 @@
 """The catalogue of titles: listing, admin changes, sizes, and where each file comes from."""
 
-from peewee import IntegrityError, fn, prefetch
+from peewee import IntegrityError, prefetch
 
 from downloads_app.downloads.models import Content, ContentSource, Download
 from downloads_app.downloads.refusals import (
@@ -93,24 +93,13 @@ def transport_problem(settings):
     return None
 
 
-def listed_sources(downloads):
-    """How many catalogue sources the title and quality of each row of `downloads` has (0 or 1),
-    a subquery to read along with a statement on the downloads table."""
-    return ContentSource.select(fn.COUNT(ContentSource.id)).where(
-        ContentSource.content == downloads.content, ContentSource.quality == downloads.quality
-    )
-
-
-def source_for(settings, content_id, quality, size_bytes, listed=True):
+def source_for(settings, content_id, quality, size_bytes):
     """Where the file of `content_id` at `quality` comes from (a ContentSource, maybe unsaved); None: simulated.
 
     The catalogue's source for the title and quality if it has one, else
     DOWNLOAD_ORIGIN_URL/<content id>/<quality> when DOWNLOAD_TRANSPORT is http or s3.
-    `listed=False` says the catalogue has none (read with the caller's own statement).
     """
-    source = None
-    if listed:
-        source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
+    source = ContentSource.get_or_none(ContentSource.content == content_id, ContentSource.quality == quality)
     return _source_or_origin(settings, source, content_id, quality, size_bytes)
 
 

@@ -8,7 +8,7 @@ import logging
 
 from peewee import fn
 
-from downloads_app.downloads import catalogue, ledger, lifecycle
+from downloads_app.downloads import ledger, lifecycle
 from downloads_app.downloads.models import Download, new_id, utcnow
 from downloads_app.downloads.transitions import apply, published
 from downloads_app.infra.database import database
@@ -18,11 +18,7 @@ log = logging.getLogger("downloads_app.service")
 
 
 def claim(rt, download_id):
-    """pending → downloading for one worker run; None if the download is not pending.
-
-    The claimed download's `listed_sources` says whether the catalogue has a source for it
-    (read in the same statement: a simulated title needs no second query).
-    """
+    """pending → downloading for one worker run; None if the download is not pending."""
     return published(
         rt,
         "status",
@@ -30,7 +26,6 @@ def claim(rt, download_id):
             rt,
             "claim",
             Download.id == download_id,
-            also_returning=(catalogue.listed_sources(Download).alias("listed_sources"),),
             attempts=Download.attempts + 1,
             claim_token=new_id(),
             started_at=fn.COALESCE(Download.started_at, utcnow()),

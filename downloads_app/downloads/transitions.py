@@ -18,9 +18,8 @@ from downloads_app.infra.logs import context
 log = logging.getLogger("downloads_app.service")
 
 
-def apply_all(rt, transition, *conditions, also_returning=(), **changes):
-    """Move every download matching `conditions` along `transition`; return those moved
-    (with the aliased expressions of `also_returning` as attributes).
+def apply_all(rt, transition, *conditions, **changes):
+    """Move every download matching `conditions` along `transition`; return those moved.
 
     Runs inside the caller's transaction when there is one. A transition that moves no quota
     (claim, complete, pause, resume) is the one UPDATE, atomic by itself: no transaction of its
@@ -30,7 +29,7 @@ def apply_all(rt, transition, *conditions, also_returning=(), **changes):
     update = (
         Download.update(status=lifecycle.target(transition), updated_at=utcnow(), **changes)
         .where(Download.status.in_(lifecycle.sources(transition)), *conditions)
-        .returning(Download, *also_returning)
+        .returning(Download)
     )
     if lifecycle.moves_quota(transition):
         with database.atomic():
@@ -49,9 +48,9 @@ def apply_all(rt, transition, *conditions, also_returning=(), **changes):
     return moved
 
 
-def apply(rt, transition, *conditions, also_returning=(), **changes):
+def apply(rt, transition, *conditions, **changes):
     """Like `apply_all` for one download: the download moved, or None."""
-    moved = apply_all(rt, transition, *conditions, also_returning=also_returning, **changes)
+    moved = apply_all(rt, transition, *conditions, **changes)
     return moved[0] if moved else None
 
 

@@ -26,13 +26,7 @@ class TransferFailed(Exception):
 
 def _move_bytes(rt, download, handle):
     """The catalogue's (or DOWNLOAD_ORIGIN_URL's) file, or the simulation when there is none."""
-    source = catalogue.source_for(
-        rt.settings,
-        download.content_id,
-        download.quality,
-        download.file_size_bytes,
-        listed=download.listed_sources > 0,
-    )
+    source = catalogue.source_for(rt.settings, download.content_id, download.quality, download.file_size_bytes)
     if source is None:
         return simulation.simulate(handle, rt.settings.download_simulated_seconds)
     return copier.fetch(handle, source, rt.settings)
