@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from downloads_app.downloads import run_writes, user_actions
-from downloads_app.downloads.models import Download, utcnow
+from downloads_app.downloads.models import Content, Download, utcnow
 from support import wait_until
 from support.databases import migrated_sqlite_url
 from support.environment import PROCESS_REDIS_URL
@@ -89,6 +89,19 @@ def page(browser):
 
 def progress_of(card):
     return int(card.locator(".meter").get_attribute("aria-valuenow"))
+
+
+def test_the_quality_list_goes_from_lowest_to_highest_and_defaults_to_720p(service, page, token, app):
+    with app.app_context():
+        Content.create(id="ladder", title="Every quality", duration_seconds=600, qualities="360p,480p,720p,1080p,2160p")
+    page.goto(f"{service.base}/")
+    page.fill("#token", token("alice"))
+    page.click("text=Use token")
+    page.wait_for_selector("#app:not([hidden])")
+    page.select_option("#content", "ladder")
+    values = page.eval_on_selector_all("#quality option", "options => options.map((option) => option.value)")
+    assert values == ["360p", "480p", "720p", "1080p", "2160p"]
+    assert page.input_value("#quality") == "720p"
 
 
 def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page, token):

@@ -168,6 +168,7 @@ async function loadTitles() {
     state.titles[content.id] = content.title;
     const option = new Option(content.title, content.id);
     option.dataset.sizes = JSON.stringify(content.sizes);
+    option.dataset.qualities = JSON.stringify(content.qualities); // lowest to highest
     select.add(option);
   }
   fillQualities();
@@ -178,10 +179,13 @@ function fillQualities() {
   const quality = $("quality");
   quality.replaceChildren();
   if (!option) return;
-  for (const [name, size] of Object.entries(JSON.parse(option.dataset.sizes))) {
-    quality.add(new Option(`${name} · ${humanBytes(size)}`, name));
+  // In the title's order (lowest to highest), not the sizes' keys (sorted as text: 1080p first).
+  const sizes = JSON.parse(option.dataset.sizes);
+  const qualities = JSON.parse(option.dataset.qualities);
+  for (const name of qualities) {
+    quality.add(new Option(`${name} · ${humanBytes(sizes[name])}`, name));
   }
-  quality.value = quality.options[Math.min(2, quality.options.length - 1)].value;
+  quality.value = qualities.includes("720p") ? "720p" : qualities[qualities.length - 1];
 }
 
 // ------------------------------------------------------------------ actions
