@@ -104,6 +104,34 @@ def test_the_quality_list_goes_from_lowest_to_highest_and_defaults_to_720p(servi
     assert page.input_value("#quality") == "720p"
 
 
+def test_clean_up_asks_first_then_deletes_everything_and_the_pages_have_an_icon(service, page, token):
+    user = {"Authorization": f"Bearer {token('alice')}"}
+    started = requests.post(
+        f"{service.base}/api/downloads/start", json={"content_id": "movie", "quality": "480p"}, headers=user, timeout=5
+    )
+    assert started.status_code == 202
+    page.goto(f"{service.base}/")
+    page.fill("#token", token("alice"))
+    page.click("text=Use token")
+    page.wait_for_selector(".download")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#cleanup")
+    assert asked == ["Delete all your downloads? Their files are removed and your storage freed."]
+    assert requests.get(f"{service.base}/api/downloads", headers=user, timeout=5).json()["pagination"]["total"] == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cleanup")
+    page.wait_for_selector("#notice:not([hidden])")
+    assert page.inner_text("#notice") == "Deleted 1 download, freed 195 MB"
+    assert page.is_visible("#empty")
+    assert requests.get(f"{service.base}/api/downloads", headers=user, timeout=5).json()["pagination"]["total"] == 0
+    for path in ("/", "/admin"):
+        page.goto(f"{service.base}{path}")
+        icon = page.get_attribute("link[rel=icon]", "href")
+        answer = requests.get(f"{service.base}{icon}", timeout=5)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("image/svg+xml")
+
+
 def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page, token):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{service.base}/")
@@ -153,6 +181,7 @@ def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page,
 
     card.locator("button[data-action=resume]").click()
     card.locator(".badge", has_text="completed").wait_for()
+    assert page.is_hidden("#notice")  # it told of the download as paused: no longer true
     assert progress_of(card) == 100 and paused_at < 100
     assert card.locator(".size").inner_text() == "195 MB of 195 MB"
     latencies = page.evaluate("window.latencies")
@@ -163,6 +192,12 @@ def test_dashboard_starts_watches_pauses_resumes_and_deletes_live(service, page,
     assert quota_before > 50
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=True)
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    card.locator("button[data-action=delete]").click()
+    assert asked == ["Delete A Movie · 480p? Its file is removed and its storage freed."]
+    assert page.locator(".download").count() == 1  # dismissed: nothing was sent
+    page.once("dialog", lambda dialog: dialog.accept())
     card.locator("button[data-action=delete]").click()
     page.wait_for_function(
         "() => Number(document.getElementById('quota-bar').parentElement.getAttribute('aria-valuenow')) === 0"

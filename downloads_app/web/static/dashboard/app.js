@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("downloads.token") || "", titles: {}, rows: new Map(), events: null };
+const state = { token: localStorage.getItem("downloads.token") || "", titles: {}, rows: new Map(), events: null, notice: null };
 
 function humanBytes(n) {
   n = Number(n);
@@ -28,6 +28,17 @@ function show(id, message) {
 
 const showError = (message) => show("error", message);
 const showNotice = (message) => show("notice", message);
+
+// A notice about one download ("You already have this title … (paused)") goes once that
+// download's state is no longer the one it told of.
+function noticeAbout(download, message) {
+  state.notice = message ? { id: download.id, status: download.status } : null;
+  showNotice(message);
+}
+
+function forgetStaleNotice(id, status) {
+  if (state.notice && state.notice.id === id && state.notice.status !== status) noticeAbout(null, "");
+}
 
 async function api(method, path, body) {
   const options = { method, headers: { Authorization: `Bearer ${state.token}` } };
@@ -122,10 +133,12 @@ function render(download) {
   const filter = $("filter").value;
   node.hidden = Boolean(filter) && d.status !== filter;
   if (!node.isConnected) $("downloads").prepend(node);
+  forgetStaleNotice(d.id, d.status);
   updateEmpty();
 }
 
 function remove(id) {
+  forgetStaleNotice(id, "deleted");
   const row = state.rows.get(id);
   if (row) row.node.remove();
   state.rows.delete(id);
@@ -202,6 +215,8 @@ async function guarded(work) {
 function act(id, action) {
   return guarded(async () => {
     if (action === "delete") {
+      const title = state.rows.get(id)?.node.querySelector(".title").textContent || "this download";
+      if (!confirm(`Delete ${title}? Its file is removed and its storage freed.`)) return;
       await api("DELETE", `/api/downloads/${id}`);
       remove(id);
     } else {
@@ -212,13 +227,24 @@ function act(id, action) {
   });
 }
 
+function cleanUp() {
+  return guarded(async () => {
+    if (!confirm("Delete all your downloads? Their files are removed and your storage freed.")) return;
+    const data = await api("POST", "/api/downloads/cleanup");
+    for (const id of [...state.rows.keys()]) remove(id);
+    const count = data.deleted_count;
+    showNotice(`Deleted ${count} download${count === 1 ? "" : "s"}, freed ${humanBytes(data.freed_bytes)}`);
+    await refreshStorage();
+  });
+}
+
 async function startDownload(event) {
   event.preventDefault();
   await guarded(async () => {
     const data = await api("POST", "/api/downloads/start", { content_id: $("content").value, quality: $("quality").value });
     render(data.download);
     // A title and quality already held comes back instead of a new download: say so.
-    showNotice(data.message === "Download started" ? "" : data.message);
+    noticeAbout(data.download, data.message === "Download started" ? "" : data.message);
     await refreshStorage();
   });
 }
@@ -302,6 +328,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("start-form").addEventListener("submit", startDownload);
   $("content").addEventListener("change", fillQualities);
   $("filter").addEventListener("change", () => guarded(refreshDownloads));
+  $("cleanup").addEventListener("click", cleanUp);
   const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromLink) history.replaceState(null, "", location.pathname);
   if (fromLink || state.token) signIn(fromLink || state.token);
