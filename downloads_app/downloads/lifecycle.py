@@ -39,14 +39,14 @@ def target(transition):
     return TRANSITIONS[transition][1]
 
 
-def releases_quota(transition):
-    """Whether `transition` gives the download's reservation back (and so its stored bytes)."""
-    return bool(sources(transition) & RESERVING) and target(transition) not in RESERVING
-
-
 def moves_quota(transition):
     """Whether `transition` reserves or releases quota (so it changes the ledger with the row)."""
     return bool(sources(transition) & RESERVING) != (target(transition) in RESERVING)
+
+
+def releases_quota(transition):
+    """Whether `transition` gives the download's reservation back (and so its stored bytes)."""
+    return moves_quota(transition) and target(transition) not in RESERVING
 
 
 def quota_change(transition, file_size_bytes):
