@@ -257,7 +257,10 @@ def test_more_downloads_than_one_hosts_threads_keep_both_hosts_busy_before_any_w
     def all_threads_busy_or_one_done():
         downloads = client.downloads()
         statuses = [d["status"] for d in downloads.values()]
-        return ("completed" in statuses or statuses.count("downloading") == 2 * THREADS_PER_HOST) and downloads
+        # A worker logs a run's start just after its claim: wait for the logs to name every claimed one.
+        logged = sum(len(running_on(service, name, downloads)) for name in LOGS.values())
+        all_busy = statuses.count("downloading") == logged == 2 * THREADS_PER_HOST
+        return ("completed" in statuses or all_busy) and downloads
 
     # Until the first completes, every download either runs or waits for a thread.
     seen = wait_until(all_threads_busy_or_one_done, timeout=TRANSFER_SECONDS + SLACK_SECONDS, interval=0.05)
