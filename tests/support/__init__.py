@@ -1,6 +1,7 @@
 """Helpers shared by the tests, the test servers and the benchmarks (no side effects on import)."""
 
 import hashlib
+import re
 import socket
 import time
 from contextlib import closing
@@ -36,3 +37,15 @@ def file_sha256(path):
         while block := file.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
+
+
+def metric(text, name, **labels):
+    """The value of one sample of a Prometheus text exposition, or None."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
+        if match and match.group(1) == name:
+            found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+            if found == wanted:
+                return float(match.group(3))
+    return None

@@ -1,29 +1,16 @@
 """Operating the running service: health during real downloads, Prometheus metrics, JSON logs."""
 
 import json
-import re
 
 import pytest
 import redis
 import requests
 
-from support import wait_until
+from support import metric, wait_until
 from support.environment import PROCESS_REDIS_URL
 from support.processes import Service
 
 pytestmark = pytest.mark.e2e
-
-
-def metric(text, name, **labels):
-    """The value of one sample of a Prometheus text exposition, or None."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
-        if match and match.group(1) == name:
-            found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-            if found == wanted:
-                return float(match.group(3))
-    return None
 
 
 @pytest.fixture
