@@ -39,6 +39,13 @@ def db_upgrade():
     click.echo(f"Applied {len(applied)} migrations" + (f": {', '.join(applied)}" if applied else ""), err=True)
 
 
+@db_cli.command("downgrade")
+def db_downgrade():
+    """Roll the latest schema migration back (stop the API and the workers first)."""
+    rolled_back = schema_migrations.downgrade(current_runtime().settings.migrations_dir)
+    click.echo(f"Rolled back {rolled_back}", err=True)
+
+
 @demo_cli.command("seed")
 def demo_seed():
     """Load the demo titles (idempotent) and print a token for the demo user."""
