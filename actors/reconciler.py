@@ -1,16 +1,17 @@
-"""The reconciler thread of each worker process: beats into the worker registry, then sweeps."""
+"""The reconciler thread of each worker process: beats into the worker registry, sweeps, expires licences."""
 
 import logging
 import threading
 
-from downloads_app.downloads import recovery
+from downloads_app.downloads import licences, recovery
 from downloads_app.infra import worker_registry
 
 log = logging.getLogger("downloads_app.reconciler")
 
 
 class ReconcilerThread(threading.Thread):
-    """Beats into the worker registry and runs `recovery.sweep` every DOWNLOAD_RECONCILE_SECONDS."""
+    """Beats into the worker registry, runs `recovery.sweep` and expires the licences that ran out
+    (`licences.expire_due`) every DOWNLOAD_RECONCILE_SECONDS."""
 
     def __init__(self, app, worker_threads):
         super().__init__(name="reconciler", daemon=True)
@@ -32,6 +33,7 @@ class ReconcilerThread(threading.Thread):
         while not self._stopped.wait(self.runtime.settings.download_reconcile_seconds):
             self._pass("heartbeat", lambda: worker_registry.beat(client, self.worker))
             self._pass("sweep", lambda: recovery.sweep(self.runtime))
+            self._pass("licence expiry", lambda: licences.expire_due(self.runtime))
 
     def stop(self):
         self._stopped.set()

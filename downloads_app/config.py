@@ -81,6 +81,12 @@ SETTINGS = {
     # Abuse limits: request size, active downloads, rate limits (web/rate_limits.py), browsers.
     "MAX_REQUEST_BYTES": (int, 16 * 1024),
     "MAX_ACTIVE_DOWNLOADS_PER_USER": (int, 0),
+    # The rules of offline viewing (a title's own rules in the catalogue override the first three).
+    "LICENSE_DAYS": (float, 30.0),  # a completed download's licence, from its completion
+    "PLAYBACK_WINDOW_HOURS": (float, 48.0),  # from the first playback, when that ends sooner
+    "MAX_RENEWALS_PER_YEAR": (int, 3),  # per account and title, per calendar year (UTC)
+    "MAX_DEVICES_PER_USER": (int, 6),
+    "MAX_DOWNLOADS_PER_DEVICE": (int, 100),  # pending, downloading, paused or completed
     "RATELIMIT_ENABLED": (_flag, "true"),
     "RATELIMIT_STORAGE_URI": (str, ""),  # empty: REDIS_URL
     "RATELIMIT_START": (str, "30 per minute"),

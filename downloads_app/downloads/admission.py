@@ -7,11 +7,12 @@ from downloads_app.downloads.models import Download
 from downloads_app.downloads.refusals import AlreadyHeld, IdempotencyKeyReused, TooManyActiveDownloads
 
 
-def existing_download(user_id, content_id, quality, idempotency_key):
+def existing_download(user_id, content_id, quality, idempotency_key, device_id=None):
     """The download a start must return instead of making one, or None.
 
     That is the download started with the same Idempotency-Key (IdempotencyKeyReused if it
-    was for another title or quality), else one of this title and quality the user holds.
+    was for another title or quality), else one of this title and quality the user holds on
+    the device (None: the default device).
     """
     if idempotency_key is not None:
         keyed = Download.get_or_none(Download.user_id == user_id, Download.idempotency_key == idempotency_key)
@@ -22,12 +23,12 @@ def existing_download(user_id, content_id, quality, idempotency_key):
                     f"{keyed.quality}; use a new key for a different download."
                 )
             return keyed
-    return _held(user_id, content_id, quality).order_by(Download.created_at.desc()).first()
+    return _held(user_id, content_id, quality, device_id).order_by(Download.created_at.desc()).first()
 
 
 def any_existing(starts):
-    """Whether any of `starts` (user_id, content_id, quality, idempotency_key) has a download
-    `existing_download` would return; one query for them all."""
+    """Whether any of `starts` (user_id, content_id, quality, idempotency_key), all on the default
+    device, has a download `existing_download` would return; one query for them all."""
     users = {start.user_id for start in starts}
     wanted = {(start.user_id, start.content_id, start.quality) for start in starts}
     keys = {(start.user_id, start.idempotency_key) for start in starts if start.idempotency_key is not None}
@@ -36,6 +37,7 @@ def any_existing(starts):
         & Download.content.in_({content_id for _, content_id, _ in wanted})
         & Download.quality.in_({quality for _, _, quality in wanted})
         & Download.status.in_(lifecycle.RESERVING)
+        & Download.device.is_null()
     )
     if keys:
         held |= Download.user_id.in_(users) & Download.idempotency_key.in_({key for _, key in keys})
@@ -46,19 +48,26 @@ def any_existing(starts):
     return False
 
 
-def _held(user_id, content_id, quality):
-    """The user's downloads of this title and quality that hold quota (live or completed)."""
+def _held(user_id, content_id, quality, device_id):
+    """The user's downloads of this title and quality on the device (None: the default device)
+    that hold quota (live or completed)."""
+    on_device = Download.device.is_null() if device_id is None else Download.device == device_id
     return Download.select().where(
         Download.user_id == user_id,
         Download.content == content_id,
         Download.quality == quality,
         Download.status.in_(lifecycle.RESERVING),
+        on_device,
     )
 
 
 def check_not_held(download):
-    """AlreadyHeld if the user holds another download of `download`'s title and quality."""
-    held = _held(download.user_id, download.content_id, download.quality).where(Download.id != download.id).first()
+    """AlreadyHeld if the user holds another download of `download`'s title and quality on its device."""
+    held = (
+        _held(download.user_id, download.content_id, download.quality, download.device_id)
+        .where(Download.id != download.id)
+        .first()
+    )
     if held is not None:
         raise AlreadyHeld(
             f"You already have this title at this quality ({held.status}) in another download.",

@@ -10,6 +10,7 @@ from downloads_app.downloads.refusals import (
     OriginUnusable,
     QualityNotOffered,
     Refusal,
+    TitleNotDownloadable,
 )
 from downloads_app.infra import origins
 from downloads_app.infra.database import database
@@ -50,8 +51,9 @@ def _check_offered(content, quality):
 
 
 def files_of(settings, wanted):
-    """For each (content id, quality) of `wanted`: (bytes, source or None: simulated), or the
-    refusal (ContentNotFound, QualityNotOffered, OriginUnusable); two queries for them all.
+    """For each (content id, quality) of `wanted`: (bytes, source or None: simulated, the title), or
+    the refusal (ContentNotFound, TitleNotDownloadable, QualityNotOffered, OriginUnusable); two
+    queries for them all.
 
     The bytes are the source file's, else duration × bitrate.
     """
@@ -64,10 +66,12 @@ def files_of(settings, wanted):
             content = contents.get(content_id)
             if content is None:
                 raise _not_found(content_id)
+            if not content.downloadable:
+                raise TitleNotDownloadable(f"{content.title!r} cannot be downloaded, only streamed.")
             _check_offered(content, quality)
             estimate = file_size_bytes(settings, content.duration_seconds, quality)
             source = _source_or_origin(settings, saved.get((content_id, quality)), content_id, quality, estimate)
-            files.append(((source.size_bytes if source else estimate), source))
+            files.append(((source.size_bytes if source else estimate), source, content))
         except Refusal as refusal:
             files.append(refusal)
     return files
@@ -157,13 +161,15 @@ def _check_qualities(settings, qualities):
     return ",".join(q for q in offered if q in qualities)
 
 
-def create_content(settings, id, title, duration_seconds, qualities):
+def create_content(settings, id, title, duration_seconds, qualities, **rules):
+    """Add a title; `rules` are its rules of offline viewing and series fields (Content's columns)."""
     try:
         return Content.create(
             id=id,
             title=title,
             duration_seconds=duration_seconds,
             qualities=_check_qualities(settings, qualities),
+            **rules,
         )
     except IntegrityError as exc:
         raise ContentExists(f"A title with id {id!r} already exists.") from exc

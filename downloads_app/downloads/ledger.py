@@ -87,5 +87,8 @@ def settle(rt, deltas):
 
 
 def lock(user_id):
-    """Lock the user's ledger row until commit: their starts and resumes then go one at a time."""
-    StorageLedger.update(used_bytes=StorageLedger.used_bytes).where(StorageLedger.user_id == user_id).execute()
+    """Lock the user's ledger row until commit (making it if they have none): their starts, resumes
+    and device changes then go one at a time."""
+    StorageLedger.insert(user_id=user_id, used_bytes=0).on_conflict(
+        conflict_target=[StorageLedger.user_id], update={StorageLedger.used_bytes: StorageLedger.used_bytes}
+    ).execute()

@@ -6,8 +6,9 @@ PAUSED = "paused"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
+EXPIRED = "expired"  # its licence ran out: the record stays, the file and its quota are gone
 
-STATUSES = (PENDING, DOWNLOADING, PAUSED, COMPLETED, FAILED, CANCELLED)
+STATUSES = (PENDING, DOWNLOADING, PAUSED, COMPLETED, FAILED, CANCELLED, EXPIRED)
 
 # Downloads in these states count against MAX_ACTIVE_DOWNLOADS_PER_USER.
 ACTIVE = frozenset({PENDING, DOWNLOADING})
@@ -26,6 +27,8 @@ TRANSITIONS = {
     "resume": ({PAUSED}, PENDING),
     "cancel": ({PENDING, DOWNLOADING, PAUSED}, CANCELLED),
     "retry": ({FAILED, CANCELLED}, PENDING),
+    "expire": ({COMPLETED}, EXPIRED),
+    "renew": ({EXPIRED}, PENDING),  # a renewed expired download is fetched again
 }
 
 
@@ -42,6 +45,11 @@ def target(transition):
 def moves_quota(transition):
     """Whether `transition` reserves or releases quota (so it changes the ledger with the row)."""
     return bool(sources(transition) & RESERVING) != (target(transition) in RESERVING)
+
+
+def reserves_quota(transition):
+    """Whether `transition` takes the download's reservation again (so it holds its title again)."""
+    return moves_quota(transition) and target(transition) in RESERVING
 
 
 def releases_quota(transition):

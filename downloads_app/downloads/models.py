@@ -1,12 +1,14 @@
-"""Peewee models: the catalogue, downloads and each user's storage ledger."""
+"""Peewee models: the catalogue, devices, downloads with their licences, and each user's storage ledger."""
 
 import secrets
 from datetime import UTC, datetime
 
 from peewee import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -32,13 +34,24 @@ class BaseModel(Model):
 
 
 class Content(BaseModel):
-    """A downloadable title and the qualities it is offered in."""
+    """A downloadable title, the qualities it is offered in, and its rules of offline viewing."""
 
     id = CharField(primary_key=True, max_length=64)
     title = CharField(max_length=200)
     duration_seconds = IntegerField()
     qualities = CharField(max_length=100)  # comma-separated, e.g. "480p,720p"
     created_at = DateTimeField(default=utcnow)
+    # The title's rules; null takes the service's setting (LICENSE_DAYS, PLAYBACK_WINDOW_HOURS,
+    # MAX_RENEWALS_PER_YEAR), or no cap for max_downloads_per_year.
+    downloadable = BooleanField(default=True)
+    max_downloads_per_year = IntegerField(null=True)
+    license_days = FloatField(null=True)
+    playback_window_hours = FloatField(null=True)
+    max_renewals = IntegerField(null=True)
+    # A title of a series is one episode of one season.
+    series_id = CharField(max_length=64, null=True)
+    season = IntegerField(null=True)
+    episode = IntegerField(null=True)
 
     @property
     def quality_list(self):
@@ -48,12 +61,27 @@ class Content(BaseModel):
         table_name = "contents"
 
 
+class Device(BaseModel):
+    """A device a user registered to download on."""
+
+    id = CharField(primary_key=True, max_length=32, default=new_id)
+    user_id = CharField(max_length=128, index=True)
+    name = CharField(max_length=100)
+    platform = CharField(max_length=32)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "devices"
+
+
 class Download(BaseModel):
     """One user's download of one title at one quality."""
 
     id = CharField(primary_key=True, max_length=32, default=new_id)
     user_id = CharField(max_length=128)
     content = ForeignKeyField(Content, column_name="content_id", backref="downloads")
+    # Null: the user's default device (downloads started without naming one).
+    device = ForeignKeyField(Device, column_name="device_id", null=True, backref="downloads")
     quality = CharField(max_length=16)
     status = CharField(max_length=16)
     progress = IntegerField(default=0)
@@ -71,6 +99,8 @@ class Download(BaseModel):
     updated_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     completed_at = DateTimeField(null=True)
+    license_expires_at = DateTimeField(null=True)  # set at completion, shortened by the first play
+    played_at = DateTimeField(null=True)  # the first playback of the current licence
 
     class Meta:
         table_name = "downloads"
@@ -79,7 +109,22 @@ class Download(BaseModel):
             (("user_id", "created_at"), False),
             (("status", "updated_at"), False),
             (("user_id", "idempotency_key"), True),
+            (("status", "license_expires_at"), False),
         )
+
+
+class TitleAllowance(BaseModel):
+    """What one user used of one title's yearly allowances in one calendar year (UTC)."""
+
+    user_id = CharField(max_length=128)
+    content = ForeignKeyField(Content, column_name="content_id", on_delete="CASCADE")
+    year = IntegerField()
+    downloads = IntegerField(default=0)
+    renewals = IntegerField(default=0)
+
+    class Meta:
+        table_name = "title_allowances"
+        indexes = ((("user_id", "content_id", "year"), True),)
 
 
 class ContentSource(BaseModel):
@@ -108,4 +153,4 @@ class StorageLedger(BaseModel):
         table_name = "storage_ledger"
 
 
-MODELS = (Content, ContentSource, Download, StorageLedger)
+MODELS = (Content, ContentSource, Device, Download, StorageLedger, TitleAllowance)

@@ -85,3 +85,51 @@ class NoStoredFile(Refusal):
     """The download has no file to serve: not completed, or moved by the simulated transport."""
 
     reason = "no_stored_file"
+
+
+class TitleNotDownloadable(Refusal):
+    """The catalogue does not allow this title to be downloaded."""
+
+    reason = "title_not_downloadable"
+
+
+class YearlyDownloadsSpent(Refusal):
+    """The account downloaded this title as often this year as the title allows."""
+
+    reason = "yearly_downloads_spent"
+
+
+class RenewalsSpent(Refusal):
+    """The account renewed this title's licence as often this year as the title allows."""
+
+    reason = "renewals_spent"
+
+
+class LicenceExpired(Refusal):
+    """The download's licence has run out: its file is gone until it is renewed."""
+
+    reason = "licence_expired"
+
+
+class DeviceNotFound(Refusal):
+    """No such device for this user."""
+
+    reason = "device_not_found"
+
+
+class DeviceRequired(Refusal):
+    """The user has registered devices, so a start must name one."""
+
+    reason = "device_required"
+
+
+class TooManyDevices(Refusal):
+    """The user already has MAX_DEVICES_PER_USER devices."""
+
+    reason = "too_many_devices"
+
+
+class TooManyDownloadsOnDevice(Refusal):
+    """The device already holds MAX_DOWNLOADS_PER_DEVICE downloads."""
+
+    reason = "too_many_downloads_on_device"

@@ -8,7 +8,7 @@ import logging
 
 from peewee import fn
 
-from downloads_app.downloads import ledger, lifecycle
+from downloads_app.downloads import ledger, licences, lifecycle
 from downloads_app.downloads.models import Download, new_id, utcnow
 from downloads_app.downloads.transitions import apply, published
 from downloads_app.infra.database import database
@@ -108,7 +108,9 @@ def resize(rt, download, file_size_bytes):
 
 
 def complete(rt, download):
-    """downloading → completed for the current claim; None if the download moved on."""
+    """downloading → completed for the current claim, licensed for the title's period from now;
+    None if the download moved on."""
+    now = utcnow()
     return published(
         rt,
         "status",
@@ -118,7 +120,8 @@ def complete(rt, download):
             *owned_by(download),
             downloaded_bytes=download.file_size_bytes,
             progress=100,
-            completed_at=utcnow(),
+            completed_at=now,
+            license_expires_at=licences.expiry_on_completion(rt.settings, download.content_id, now),
             claim_token=None,
             sha256=download.sha256,
         ),

@@ -4,9 +4,9 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from downloads_app.downloads import admission, catalogue, ledger, lifecycle
+from downloads_app.downloads import admission, allowances, catalogue, devices, ledger, lifecycle
 from downloads_app.downloads.models import Download, new_id, utcnow
-from downloads_app.downloads.refusals import QuotaExceeded, Refusal
+from downloads_app.downloads.refusals import QuotaExceeded, Refusal, YearlyDownloadsSpent
 from downloads_app.downloads.transitions import delete_where
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.database import database
@@ -18,12 +18,14 @@ log = logging.getLogger("downloads_app.service")
 
 @dataclass(frozen=True)
 class StartRequest:
-    """One user's ask to start a title at a quality, with the request's Idempotency-Key if any."""
+    """One user's ask to start a title at a quality on a device (None: the default device), with
+    the request's Idempotency-Key if any."""
 
     user_id: str
     content_id: str
     quality: str
     idempotency_key: str | None = None
+    device_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class _Planned:
     index: int
     start: StartRequest
     size: int
+    yearly_cap: int | None  # the title's max_downloads_per_year
 
 
 class _AlreadyStarted(Exception):
@@ -58,20 +61,20 @@ def start_batch(rt, starts):
         if isinstance(file, Refusal):
             outcomes[index] = file
             continue
-        size, source = file
+        size, source, content = file
         try:
             if source is not None:
                 rt.files.check_free_space(size)
         except InsufficientStorage as exc:
             outcomes[index] = exc
             continue
-        planned.append(_Planned(index, start, size))
+        planned.append(_Planned(index, start, size, content.max_downloads_per_year))
     created = _record_together(rt, planned)
     if created is None:
         created = []
         for plan in planned:
             try:
-                download, new = _record_one(rt, plan.start, plan.size)
+                download, new = _record_one(rt, plan)
             except Exception as exc:  # this start's refusal or failure, not its batch's
                 outcomes[plan.index] = exc
                 continue
@@ -87,8 +90,11 @@ def start_batch(rt, starts):
 def _record_together(rt, planned):
     """[(index, new download)] of every start of `planned`, recorded in one transaction; or None,
     and nothing recorded, unless each is a plain new start: distinct, fits its user's quota,
-    repeats no held download or Idempotency-Key, and stays within the active cap."""
+    repeats no held download or Idempotency-Key, stays within the active cap, and is on the
+    default device of a user without devices, of a title without a yearly cap."""
     if len(planned) < 2:
+        return None
+    if any(plan.start.device_id is not None or plan.yearly_cap is not None for plan in planned):
         return None
     starts = [plan.start for plan in planned]
     if len({(s.user_id, s.content_id, s.quality) for s in starts}) < len(starts):
@@ -119,6 +125,8 @@ def _record_together(rt, planned):
             # The same checks as `_record_one`, each one statement for the batch.
             if not ledger.reserve_all(rt, needed) or admission.any_existing(starts):
                 raise _NotTogether
+            if devices.any_registered(needed):
+                raise _NotTogether
             _insert(downloads)
             if admission.over_active_cap(rt, list(needed)):
                 raise _NotTogether
@@ -139,40 +147,57 @@ def _insert(downloads):
     database.execute_sql(_INSERT + ", ".join([row] * len(downloads)), values)
 
 
-def _record_one(rt, start, size):
-    """(download, created) of one start, in its own transaction; the reference for `_record_together`.
+def _record_one(rt, plan):
+    """(download, created) of one planned start, in its own transaction; the reference for `_record_together`.
 
     Not created when the request repeats an Idempotency-Key, or the user already holds this
-    title at this quality (pending, downloading, paused or completed): that download is
-    returned, and nothing is reserved.
+    title at this quality on the device (pending, downloading, paused or completed): that
+    download is returned, and nothing is reserved or counted against the title's yearly cap.
     """
+    start = plan.start
     user_id, content_id, quality, key = start.user_id, start.content_id, start.quality, start.idempotency_key
     try:
         with database.atomic():
             # Reserving locks the user's ledger row until commit, so one user's starts run
             # one at a time and the checks below cannot race with each other.
-            ledger.reserve(rt, user_id, size)
-            existing = admission.existing_download(user_id, content_id, quality, key)
+            ledger.reserve(rt, user_id, plan.size)
+            existing = admission.existing_download(user_id, content_id, quality, key, start.device_id)
             if existing is not None:
                 raise _AlreadyStarted(existing)
+            devices.check_start_on(rt, user_id, start.device_id)
+            if plan.yearly_cap is not None:
+                _count_yearly_download(user_id, content_id, plan.yearly_cap)
             download = Download.create(
                 id=new_id(),
                 user_id=user_id,
                 content=content_id,
+                device=start.device_id,
                 quality=quality,
                 status=lifecycle.PENDING,
-                file_size_bytes=size,
+                file_size_bytes=plan.size,
                 idempotency_key=key,
             )
             admission.check_active_cap(rt, user_id)
     except _AlreadyStarted as started:
         return started.download, False
     except QuotaExceeded:
-        existing = admission.existing_download(user_id, content_id, quality, key)
+        existing = admission.existing_download(user_id, content_id, quality, key, start.device_id)
         if existing is None:
             raise
         return existing, False
     return download, True
+
+
+def _count_yearly_download(user_id, content_id, cap):
+    """Count a download of the title this year, or YearlyDownloadsSpent with the day it frees up."""
+    if allowances.take(user_id, content_id, allowances.DOWNLOADS, cap) is None:
+        frees_up_on = allowances.frees_up_on(utcnow().year)
+        raise YearlyDownloadsSpent(
+            f"This title may be downloaded {cap} times a year and you have used them all; "
+            f"it can be downloaded again from {frees_up_on:%Y-%m-%d}.",
+            max_downloads_per_year=cap,
+            frees_up_on=frees_up_on.isoformat(),
+        )
 
 
 def _queue(rt, created, outcomes):

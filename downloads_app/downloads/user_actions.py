@@ -1,13 +1,15 @@
-"""What a signed-in user asks of their downloads: start, list, pause, resume, cancel, retry, delete."""
+"""What a signed-in user asks of their downloads: start, list, pause, resume, cancel, retry, play,
+renew, delete."""
 
 import math
 from functools import partial
 
-from downloads_app.downloads import admission, catalogue, lifecycle, starts
-from downloads_app.downloads.models import Download
-from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile
+from downloads_app.downloads import admission, allowances, catalogue, licences, lifecycle, starts
+from downloads_app.downloads.models import Content, Download, utcnow
+from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile, RenewalsSpent
 from downloads_app.downloads.transitions import apply, delete_where
 from downloads_app.infra.database import database
+from downloads_app.infra.metrics import LICENCES_RENEWED
 
 
 def get_download(user_id, download_id):
@@ -27,7 +29,7 @@ def _user_transition(rt, user_id, download_id, transition, enqueue=False, **chan
                 f"Cannot {transition} a download that is {current.status}.",
                 status=current.status,
             )
-        if transition == "retry":
+        if lifecycle.reserves_quota(transition):  # it holds the title again
             admission.check_not_held(download)
         if lifecycle.target(transition) in lifecycle.ACTIVE:
             admission.check_active_cap(rt, user_id)
@@ -63,20 +65,121 @@ def retry(rt, user_id, download_id):
     )
 
 
-def start_download(rt, user_id, content_id, quality, idempotency_key=None):
+# A renewed expired download is fetched again from zero, with a new licence at its completion.
+_FETCH_AGAIN = {
+    "attempts": 0,
+    "error": None,
+    "downloaded_bytes": 0,
+    "progress": 0,
+    "sha256": None,
+    "completed_at": None,
+    "license_expires_at": None,
+    "played_at": None,
+}
+
+
+def play(rt, user_id, download_id):
+    """Record a playback of a completed download: the first one of its licence starts the title's
+    playback window, which ends the licence sooner if it would run longer; later ones change nothing."""
+    while True:
+        now = utcnow()
+        download = get_download(user_id, download_id)
+        licences.check_licensed(download, "play", now)
+        if download.played_at is not None:
+            return download
+        content = Content.get_by_id(download.content_id)
+        window_ends = now + licences.playback_window(rt.settings, content)
+        expires = min(download.license_expires_at or window_ends, window_ends)
+        played = list(
+            Download.update(played_at=now, license_expires_at=expires, updated_at=now)
+            .where(
+                Download.id == download.id,
+                Download.status == lifecycle.COMPLETED,
+                Download.played_at.is_null(),
+                Download.license_expires_at == download.license_expires_at,
+            )
+            .returning(Download)
+            .execute()
+        )
+        if played:
+            rt.events.publish("status", played)
+            return played[0]
+        # Played, renewed, expired or deleted meanwhile: look again.
+
+
+def renew(rt, user_id, download_id):
+    """Renew a download's licence, once more of the title's max_renewals this year: a completed one's
+    by another period from its expiry (or now, if that passed), unplayed again; an expired one is
+    fetched again (pending, its quota reserved) and licensed from its new completion."""
+    with database.atomic():
+        download = get_download(user_id, download_id)
+        if download.status not in (lifecycle.COMPLETED, lifecycle.EXPIRED):
+            raise InvalidTransition(f"Cannot renew a download that is {download.status}.", status=download.status)
+        content = Content.get_by_id(download.content_id)
+        _take_renewal(rt, user_id, content)
+        extended = None
+        while extended is None and download.status == lifecycle.COMPLETED:
+            extended = _extend_licence(rt, download, content)
+            if extended is None:  # played, renewed or expired meanwhile: look again
+                download = get_download(user_id, download_id)
+        # Expired, maybe just now by the expiry job: fetch it again (that publishes its new state).
+        renewed = extended or _user_transition(rt, user_id, download_id, "renew", enqueue=True, **_FETCH_AGAIN)
+    if extended is not None:
+        rt.events.publish("status", [extended])
+    LICENCES_RENEWED.labels(status=lifecycle.COMPLETED if extended else lifecycle.EXPIRED).inc()
+    return renewed
+
+
+def _extend_licence(rt, download, content):
+    """`download` (completed) with its licence a period longer, if it is still as read; else None."""
+    now = utcnow()
+    extended = list(
+        Download.update(
+            license_expires_at=max(download.license_expires_at or now, now) + licences.period(rt.settings, content),
+            played_at=None,
+            updated_at=now,
+        )
+        .where(
+            Download.id == download.id,
+            Download.status == lifecycle.COMPLETED,
+            Download.license_expires_at == download.license_expires_at,
+        )
+        .returning(Download)
+        .execute()
+    )
+    return extended[0] if extended else None
+
+
+def _take_renewal(rt, user_id, content):
+    cap = licences.renewal_cap(rt.settings, content)
+    year = allowances.take(user_id, content.id, allowances.RENEWALS, cap)
+    if year is None:
+        frees_up_on = allowances.frees_up_on(utcnow().year)
+        raise RenewalsSpent(
+            f"The licence of {content.title!r} may be renewed {cap} times a year and you have used them all; "
+            f"it can be renewed again from {frees_up_on:%Y-%m-%d}.",
+            max_renewals=cap,
+            frees_up_on=frees_up_on.isoformat(),
+        )
+
+
+def start_download(rt, user_id, content_id, quality, idempotency_key=None, device_id=None):
     """Reserve quota, record a pending download, then queue its transfer: (download, created).
 
     Not created when the request repeats an Idempotency-Key, or the user already holds this
-    title at this quality (pending, downloading, paused or completed): that download is
-    returned, and nothing is reserved or queued. Concurrent starts of a process are recorded
-    and queued together (`starts.start_batch`).
+    title at this quality on the device (pending, downloading, paused or completed): that
+    download is returned, and nothing is reserved or queued. Concurrent starts of a process
+    are recorded and queued together (`starts.start_batch`).
     """
-    start = starts.StartRequest(user_id, content_id, quality, idempotency_key)
+    start = starts.StartRequest(user_id, content_id, quality, idempotency_key, device_id)
     return rt.start_batches.submit(partial(starts.start_batch, rt), start)
 
 
 def stored_file(rt, download):
-    """(path, content type) of a completed download's file; NoStoredFile if there is none."""
+    """(path, content type) of a completed download's file; LicenceExpired once its licence ran out,
+    NoStoredFile if there is no file."""
+    if licences.has_expired(download, utcnow()):
+        raise licences.licence_expired(download)
     if download.status != lifecycle.COMPLETED:
         raise NoStoredFile(
             f"The download is {download.status}: its file is served once it is completed.", status=download.status
@@ -89,11 +192,14 @@ def stored_file(rt, download):
     return path, content_type
 
 
-def list_downloads(user_id, status=None, page=1, page_size=20):
-    """(downloads on `page`, pagination dict), newest first, paged in the database."""
+def list_downloads(user_id, status=None, device_id=None, page=1, page_size=20):
+    """(downloads on `page`, pagination dict), newest first, paged in the database; `device_id`
+    "default" is the default device."""
     query = Download.select().where(Download.user_id == user_id)
     if status:
         query = query.where(Download.status == status)
+    if device_id:
+        query = query.where(Download.device.is_null() if device_id == "default" else Download.device == device_id)
     total = query.count()
     rows = list(query.order_by(Download.created_at.desc(), Download.id.desc()).paginate(page, page_size))
     pagination = {

@@ -29,6 +29,10 @@ TRANSFER_SECONDS = Histogram(
 )
 TRANSFERRED_BYTES = Counter("downloads_transferred_bytes_total", "Bytes moved by transfers.")
 TRANSFERS = Counter("downloads_transfers_total", "Transfer runs, by how they ended.", ["outcome"])
+LICENCES_EXPIRED = Counter("downloads_licences_expired_total", "Completed downloads whose licence ran out.")
+LICENCES_RENEWED = Counter(
+    "downloads_licences_renewed_total", "Licences renewed, by the state of the download.", ["status"]
+)
 
 
 def registry():

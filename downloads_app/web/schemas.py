@@ -47,6 +47,15 @@ class UtcDateTime(fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class JsonBoolean(fields.Boolean):
+    """true or false, and nothing else: marshmallow would take 0, 1, "yes" and "off" too."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class Quality(fields.String):
     """A quality the service offers (QUALITY_BITRATES_KBPS); the spec lists them as an enum."""
 
@@ -92,6 +101,9 @@ class StrictSchema(ma.Schema):
 # ---------------------------------------------------------------- requests
 
 
+ID_FORMAT = FullMatch("^[0-9a-f]{32}$", error="An id: 32 lowercase hex digits.")
+
+
 class StartDownloadSchema(StrictSchema):
     content_id = fields.String(
         required=True,
@@ -99,6 +111,26 @@ class StartDownloadSchema(StrictSchema):
         metadata={"description": "A title's `id` from GET /api/contents", "example": DEMO_CONTENT_ID},
     )
     quality = Quality(required=True, metadata={"description": "One of the title's `qualities`"})
+    device_id = fields.String(
+        allow_none=True,
+        validate=ID_FORMAT,
+        metadata={
+            "description": "The device to download to, from GET /api/devices: required once you have registered "
+            "one. Left out or null before that, the download goes to your default device.",
+            "example": None,
+        },
+    )
+
+
+class DeviceCreateSchema(StrictSchema):
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=100), PRINTABLE], metadata={"example": "Living-room tablet"}
+    )
+    platform = fields.String(
+        required=True,
+        validate=FullMatch(r"^[A-Za-z0-9 ._-]{1,32}$", error="1 to 32 letters, digits, spaces, '.', '_' or '-'."),
+        metadata={"example": "android"},
+    )
 
 
 class IdempotencyHeaderSchema(ma.Schema):
@@ -127,6 +159,13 @@ class DownloadQueryArgsSchema(StrictSchema):
         validate=validate.OneOf(STATUSES),
         metadata={"description": "Only downloads in this state", "example": "downloading"},
     )
+    device_id = fields.String(
+        validate=FullMatch("^([0-9a-f]{32}|default)$", error="A device's id, or default."),
+        metadata={
+            "description": "Only downloads on this device (`default`: started without naming one)",
+            "example": "default",
+        },
+    )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE), metadata={"example": 1})
     page_size = fields.Integer(
         load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE), metadata={"example": 20}
@@ -141,7 +180,48 @@ class DownloadQueryArgsSchema(StrictSchema):
         return args
 
 
-class ContentCreateSchema(StrictSchema):
+class TitleRulesSchema(StrictSchema):
+    """A title's rules of offline viewing and its place in a series; null: the service's setting (none for the caps)."""
+
+    downloadable = JsonBoolean(metadata={"description": "False: the title may only be streamed", "example": True})
+    max_downloads_per_year = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=0, max=10_000),
+        metadata={"description": "Downloads per account and calendar year (null: no cap)", "example": None},
+    )
+    license_days = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0.00001, max=3650),  # from under a second: tests use seconds
+        metadata={"description": "Licence from completion or renewal, in days (null: LICENSE_DAYS)", "example": None},
+    )
+    playback_window_hours = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0.0001, max=87_600),
+        metadata={
+            "description": "Licence from the first playback, in hours (null: PLAYBACK_WINDOW_HOURS)",
+            "example": None,
+        },
+    )
+    max_renewals = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=0, max=10_000),
+        metadata={
+            "description": "Renewals per account and calendar year (null: MAX_RENEWALS_PER_YEAR)",
+            "example": None,
+        },
+    )
+    series_id = fields.String(allow_none=True, validate=CONTENT_ID_FORMAT, metadata={"example": None})
+    season = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(min=0, max=1000), metadata={"example": None}
+    )
+    episode = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(min=0, max=100_000), metadata={"example": None}
+    )
+
+
+class ContentCreateSchema(TitleRulesSchema):
     # The example is a title the demo catalogue does not have, so adding it works once.
     id = fields.String(required=True, validate=CONTENT_ID_FORMAT, metadata={"example": "elephants-dream"})
     title = fields.String(
@@ -153,7 +233,7 @@ class ContentCreateSchema(StrictSchema):
     qualities = fields.List(Quality(), required=True, validate=validate.Length(min=1))
 
 
-class ContentUpdateSchema(StrictSchema):
+class ContentUpdateSchema(TitleRulesSchema):
     # The example restates the demo title big-buck-bunny, so trying it changes nothing.
     title = fields.String(validate=[validate.Length(min=1, max=200), PRINTABLE], metadata={"example": "Big Buck Bunny"})
     duration_seconds = fields.Integer(
@@ -228,6 +308,17 @@ class DownloadSchema(ma.Schema):
     updated_at = UtcDateTime(required=True)
     started_at = UtcDateTime(required=True, allow_none=True)
     completed_at = UtcDateTime(required=True, allow_none=True)
+    device_id = fields.String(
+        required=True, allow_none=True, metadata={"description": "The device it is on (null: the default device)"}
+    )
+    license_expires_at = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When its licence runs out (set at completion; the first play may shorten it)"},
+    )
+    played_at = UtcDateTime(
+        required=True, allow_none=True, metadata={"description": "The first playback of its current licence"}
+    )
 
 
 class DownloadEnvelopeSchema(ma.Schema):
@@ -280,6 +371,18 @@ class ContentSchema(ma.Schema):
     title = fields.String(required=True)
     duration_seconds = fields.Integer(required=True)
     qualities = fields.List(fields.String(), required=True, attribute="quality_list")
+    downloadable = fields.Boolean(required=True)
+    max_downloads_per_year = fields.Integer(required=True, allow_none=True, metadata={"description": "null: no cap"})
+    license_days = fields.Float(required=True, allow_none=True, metadata={"description": "null: LICENSE_DAYS"})
+    playback_window_hours = fields.Float(
+        required=True, allow_none=True, metadata={"description": "null: PLAYBACK_WINDOW_HOURS"}
+    )
+    max_renewals = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: MAX_RENEWALS_PER_YEAR"}
+    )
+    series_id = fields.String(required=True, allow_none=True)
+    season = fields.Integer(required=True, allow_none=True)
+    episode = fields.Integer(required=True, allow_none=True)
     sizes = fields.Method(
         "_sizes",
         required=True,
@@ -323,6 +426,34 @@ class ContentListSchema(ma.Schema):
     contents = fields.List(fields.Nested(ContentSchema), required=True)
 
 
+class HoldingsSchema(ma.Schema):
+    download_count = fields.Integer(
+        required=True, metadata={"description": "Downloads pending, downloading, paused or completed"}
+    )
+    used_bytes = ByteCount(required=True, metadata={"description": "Their reserved bytes"})
+
+
+class DeviceSchema(HoldingsSchema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    platform = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+
+
+class DeviceEnvelopeSchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    device = fields.Nested(DeviceSchema, required=True)
+
+
+class DeviceListSchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    devices = fields.List(fields.Nested(DeviceSchema), required=True)
+    default_device = fields.Nested(
+        HoldingsSchema, required=True, metadata={"description": "Downloads started without naming a device"}
+    )
+
+
 class ErrorSchema(ma.Schema):
     success = fields.Boolean(required=True, metadata={"description": "Always false"})
     message = fields.String(required=True)
@@ -334,6 +465,11 @@ class ErrorSchema(ma.Schema):
     needed_bytes = ByteCount(metadata={"description": "When storage is short: bytes needed"})
     free_bytes = ByteCount(metadata={"description": "When storage is short: bytes free"})
     max_active_downloads = fields.Integer(metadata={"description": "When too many downloads are active: the cap"})
+    max_devices = fields.Integer(metadata={"description": "When too many devices are registered: the cap"})
+    max_downloads_per_device = fields.Integer(metadata={"description": "When a device holds too many: the cap"})
+    max_downloads_per_year = fields.Integer(metadata={"description": "When a title's yearly downloads are spent"})
+    max_renewals = fields.Integer(metadata={"description": "When a title's yearly renewals are spent"})
+    frees_up_on = fields.Date(metadata={"description": "When a yearly allowance is spent: the day it is new again"})
 
 
 class QueueDepthSchema(ma.Schema):

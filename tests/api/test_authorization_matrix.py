@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import jwt
 import pytest
 
-from downloads_app.downloads import catalogue, user_actions
-from downloads_app.downloads.models import Content, Download
+from downloads_app.downloads import catalogue, devices, user_actions
+from downloads_app.downloads.models import Content, Device, Download
 from downloads_app.web.auth import issue_token
 
 OWNER, OTHER = "alice", "bob"
@@ -23,11 +23,11 @@ OWNER, OTHER = "alice", "bob"
 
 @dataclass(frozen=True)
 class Route:
-    path: str  # {id}: the owner's download, {content}: a title
+    path: str  # {id}: the owner's download, {content}: a title, {device}: the owner's device
     status: int  # the owner's (or for admin routes, the admin's) answer
     admin: bool = False
     body: dict = None
-    state: str = "pending"  # the owner's download before the request
+    state: str = "pending"  # the owner's download before the request ("device": pending, and a device)
     per_download: bool = False  # another user gets 404 (their token finds no such download)
 
 
@@ -65,7 +65,18 @@ ROUTES = {
     ("GET", "/api/downloads/<download_id:download_id>/file"): Route(
         "/api/downloads/{id}/file", 200, state="stored", per_download=True
     ),
+    ("POST", "/api/downloads/<download_id:download_id>/play"): Route(
+        "/api/downloads/{id}/play", 200, state="stored", per_download=True
+    ),
+    ("POST", "/api/downloads/<download_id:download_id>/renew"): Route(
+        "/api/downloads/{id}/renew", 200, state="stored", per_download=True
+    ),
     ("GET", "/api/storage"): Route("/api/storage", 200),
+    ("GET", "/api/devices"): Route("/api/devices", 200),
+    ("POST", "/api/devices"): Route("/api/devices", 201, body={"name": "Phone", "platform": "ios"}),
+    ("DELETE", "/api/devices/<device_id:device_id>"): Route(
+        "/api/devices/{device}", 200, state="device", per_download=True
+    ),
     ("POST", "/api/session"): Route("/api/session", 200),
     ("GET", "/api/contents"): Route("/api/contents", 200),
     ("GET", "/api/contents/<content_id:content_id>"): Route("/api/contents/{content}", 200),
@@ -165,6 +176,8 @@ def owned(app, movie):
                 user_actions.pause(app.extensions["runtime"], OWNER, download.id)
             elif state == "cancelled":
                 user_actions.cancel(app.extensions["runtime"], OWNER, download.id)
+            elif state == "device":
+                devices.register(app.extensions["runtime"], OWNER, "Phone", "ios")
             elif state == "stored":  # completed by a real transfer: a file and its SHA-256
                 path = app.extensions["runtime"].files.of(download).final_path
                 path.parent.mkdir(parents=True)
@@ -204,7 +217,9 @@ def test_route_answers_each_credential_as_expected(app, client, owned, redis_cli
     configure(SSE_MAX_STREAM_SECONDS=0.05)  # a stream's body is read to its end
     route = ROUTES[(method, rule)]
     download = owned(route.state)
-    path = route.path.format(id=download.id, content="movie")
+    with app.app_context():
+        device = Device.get_or_none(Device.user_id == OWNER)
+    path = route.path.format(id=download.id, content="movie", device=device and device.id)
     tokens = credentials(app)
     for kind, status in expected_refusals(route).items():
         response = _call(client, method, path, tokens[kind], route.body)

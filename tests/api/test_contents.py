@@ -13,6 +13,14 @@ def test_users_list_titles_with_qualities_and_sizes(client, auth, movie):
             "duration_seconds": 1000,
             "qualities": ["480p", "720p", "1080p"],
             "sizes": {"480p": "194500000", "720p": "416625000", "1080p": "833375000"},
+            "downloadable": True,
+            "max_downloads_per_year": None,
+            "license_days": None,
+            "playback_window_hours": None,
+            "max_renewals": None,
+            "series_id": None,
+            "season": None,
+            "episode": None,
         }
     ]
     assert client.get("/api/contents/movie", headers=auth()).json["content"]["title"] == "A Movie"

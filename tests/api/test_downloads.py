@@ -20,6 +20,9 @@ RECORD_FIELDS = {
     "updated_at",
     "started_at",
     "completed_at",
+    "device_id",
+    "license_expires_at",
+    "played_at",
 }
 
 

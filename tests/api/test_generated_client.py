@@ -155,6 +155,7 @@ EXAMPLE_RUN = (
     "create_content",
     "cleanup_downloads",
     "delete_content",
+    "register_device",  # last: from then on, starts must name a device
 )
 
 
@@ -189,8 +190,10 @@ def test_every_example_in_the_spec_works_against_the_demo_catalogue(generated_on
     with_examples = set()
     for operation_id, (path, method) in by_id.items():
         operation = spec["paths"][path][method]
-        named = [p["name"] for p in spec["paths"][path].get("parameters", []) + operation.get("parameters", [])]
-        if "download_id" in named:  # random: no example can name one (its schema says where to get one)
+        parameters = spec["paths"][path].get("parameters", []) + operation.get("parameters", [])
+        named = [p["name"] for p in parameters]
+        random_ids = {"download_id", "device_id"}  # no example can name one (their schemas say where to get one)
+        if any(p["name"] in random_ids and p["in"] == "path" for p in parameters):
             continue
         if named or "requestBody" in operation:
             with_examples.add(operation_id)
@@ -359,6 +362,13 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     assert done.downloads[0].completed_at is not None and done.downloads[0].downloaded_bytes == size_720p
     assert refused("get_download_file", alice, 409, download_id=download.id).status == "completed"
 
+    # Its licence: played, renewed
+    played = call("play_download", alice, 200, models.DownloadEnvelope, download_id=download.id).download
+    assert played.played_at is not None and played.license_expires_at is not None
+    renewed = call("renew_download", alice, 200, models.DownloadEnvelope, download_id=download.id).download
+    assert renewed.played_at is None and renewed.license_expires_at > played.license_expires_at
+    refused("play_download", alice, 404, download_id=UNKNOWN_ID)
+
     # Delete (both paths), then clean up the rest
     call("delete_download", alice, 200, models.Message, download_id=download.id)
     refused("get_download", alice, 404, download_id=download.id)
@@ -382,5 +392,18 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     cleaned = call("cleanup_downloads", alice, 200, models.Cleanup)
     assert cleaned.deleted_count == 2 and int(cleaned.freed_bytes) > 0
     assert call("get_storage", alice, 200, models.Storage).used_bytes == "0"
+
+    # Devices: registered, downloaded to, listed, deregistered with their downloads
+    phone = call(
+        "register_device", alice, 201, models.DeviceEnvelope, body=models.DeviceCreate(name="Phone", platform="ios")
+    ).device
+    assert refused("start_download", alice, 422, body=start).reason == "device_required"
+    on_phone = models.StartDownload(content_id="movie", quality=models.StartDownloadQuality("480p"), device_id=phone.id)
+    assert call("start_download", alice, 202, models.DownloadEnvelope, body=on_phone).download.device_id == phone.id
+    listed = call("list_devices", alice, 200, models.DeviceList)
+    assert [(d.id, d.download_count) for d in listed.devices] == [(phone.id, 1)]
+    gone = call("deregister_device", alice, 200, models.Cleanup, device_id=phone.id)
+    assert gone.deleted_count == 1
+    refused("deregister_device", alice, 404, device_id=phone.id)
 
     assert called == operation_ids(spec)

@@ -19,7 +19,7 @@ def test_readyz_is_503_when_migrations_are_missing(tmp_path):
     assert response.status_code == 503
     assert (
         response.json["checks"]["database"]
-        == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources"
+        == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources, 005_offline_rules"
     )
 
 
@@ -55,7 +55,12 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/downloads/{download_id}/resume", "post"),
         ("/api/downloads/{download_id}/cancel", "post"),
         ("/api/downloads/{download_id}/retry", "post"),
+        ("/api/downloads/{download_id}/play", "post"),
+        ("/api/downloads/{download_id}/renew", "post"),
         ("/api/storage", "get"),
+        ("/api/devices", "get"),
+        ("/api/devices", "post"),
+        ("/api/devices/{device_id}", "delete"),
         ("/api/contents", "get"),
         ("/api/contents", "post"),
         ("/api/contents/{content_id}", "get"),

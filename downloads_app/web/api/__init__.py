@@ -8,6 +8,7 @@ from swagger_ui_bundle import swagger_ui_path
 from downloads_app.web.api import (
     contents,
     converters,
+    devices,
     downloads,
     event_streams,
     files,
@@ -17,7 +18,16 @@ from downloads_app.web.api import (
 )
 from downloads_app.web.schemas import ByteCount, ErrorSchema, spec_properties
 
-BLUEPRINTS = (downloads.blp, event_streams.blp, files.blp, quota.blp, contents.blp, queue_admin.blp, health.blp)
+BLUEPRINTS = (
+    downloads.blp,
+    event_streams.blp,
+    files.blp,
+    devices.blp,
+    quota.blp,
+    contents.blp,
+    queue_admin.blp,
+    health.blp,
+)
 
 SWAGGER_ASSETS = "/docs/assets/"
 

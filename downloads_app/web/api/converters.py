@@ -13,6 +13,13 @@ class DownloadIdConverter(BaseConverter):
     description = "A download's `id`, from POST /api/downloads/start or GET /api/downloads"
 
 
+class DeviceIdConverter(BaseConverter):
+    """A device id: 32 lowercase hex digits (`models.new_id`)."""
+
+    regex = "[0-9a-f]{32}"
+    description = "A device's `id`, from POST /api/devices or GET /api/devices"
+
+
 class ContentIdConverter(BaseConverter):
     """A title's id: what the catalogue accepts (letters, digits, `.`, `_`, `-`)."""
 
@@ -29,7 +36,12 @@ class QualityConverter(BaseConverter):
     example = DEMO_QUALITY
 
 
-CONVERTERS = {"download_id": DownloadIdConverter, "content_id": ContentIdConverter, "quality": QualityConverter}
+CONVERTERS = {
+    "download_id": DownloadIdConverter,
+    "device_id": DeviceIdConverter,
+    "content_id": ContentIdConverter,
+    "quality": QualityConverter,
+}
 
 
 def _schema(converter):

@@ -56,16 +56,18 @@ class StartDownload(MethodView):
         description="Not started again: the download of an earlier start with the same "
         "Idempotency-Key, or the one you already hold of this title and quality",
     )
-    @refusals(blp, WRITE, JSON_BODY, (404, 409, 507))
+    @refusals(blp, WRITE, JSON_BODY, (403, 404, 409, 507))
     def post(self, body, headers):
         """Start downloading a title at a quality; the transfer runs in the background
 
         A repeat with the same `Idempotency-Key`, or a start of a title and quality you already
-        have pending, downloading, paused or completed, returns that download with 200.
+        have pending, downloading, paused or completed on that device, returns that download
+        with 200. Refused: 403 for a title that may not be downloaded, 409 when a cap is reached
+        (active downloads, downloads on the device, the title's downloads this year).
         """
         key = headers.get("idempotency_key")
         download, created = user_actions.start_download(
-            current_runtime(), current_user().id, body["content_id"], body["quality"], key
+            current_runtime(), current_user().id, body["content_id"], body["quality"], key, body.get("device_id")
         )
         if created:
             STARTED.inc()
@@ -189,9 +191,26 @@ ACTIONS = {
         "Retry a failed or cancelled download\n\n"
         "Its file size is reserved again: 413 when it no longer fits your quota.",
     ),
+    "play": (
+        user_actions.play,
+        "Playback recorded",
+        "Record a playback of a completed download\n\n"
+        "The first one starts the title's playback window: the licence then ends at the playback "
+        "plus that window if that is sooner. 410 once the licence ran out.",
+    ),
+    "renew": (
+        user_actions.renew,
+        "Licence renewed",
+        "Renew a download's licence by another period\n\n"
+        "A completed download's licence runs another period from its expiry (or from now, if that "
+        "passed); an expired one is fetched again, its file size reserved (413 when it no longer "
+        "fits), and licensed from its new completion. 409 once the title's renewals of the year are "
+        "spent, with the day they are new again.",
+    ),
 }
-# Refusals of an action beyond every action's 404 and 409: a retry reserves the quota again.
-ACTION_REFUSALS = {"retry": (413,)}
+# Refusals of an action beyond every action's 404 and 409: a retry or a renewal reserves the
+# quota again; a playback of an expired download is gone.
+ACTION_REFUSALS = {"retry": (413,), "renew": (413,), "play": (410,)}
 
 
 def _action_view(action, change, message, summary):

@@ -25,9 +25,11 @@ class StoredFile(MethodView):
         operationId="get_download_file",
         responses={"200": FILE_DOC, "206": {**FILE_DOC, "description": "The part asked for with Range"}},
     )
-    @refusals(blp, SIGNED_IN, (404, 409, 416))
+    @refusals(blp, SIGNED_IN, (404, 409, 410, 416))
     def get(self, download_id):
         """The file of a completed download, with Range requests (206) and an ETag
+
+        410 Gone once its licence ran out: renew it to fetch it again.
 
         Browsers may authenticate with the cookie set by POST /api/session, so a plain link
         saves the file.

@@ -14,6 +14,7 @@ from downloads_app.downloads.refusals import (
     ContentNotFound,
     OriginUnusable,
     QualityNotOffered,
+    TitleNotDownloadable,
 )
 from support import free_port, wait_until
 from support.origins import NGINX, Nginx, require
@@ -85,12 +86,13 @@ def test_list_contents_orders_by_title_then_id(rt):
 
 
 def test_files_of_without_a_source_is_the_estimate_and_simulated(rt):
-    assert catalogue.files_of(rt.settings, [("movie", "1080p")]) == [(SIZES["1080p"], None)]
+    [(size, source, content)] = catalogue.files_of(rt.settings, [("movie", "1080p")])
+    assert (size, source, content.id) == (SIZES["1080p"], None, "movie")
 
 
 def test_files_of_uses_the_size_of_the_catalogues_source(rt):
     catalogue.set_source(rt.settings, "movie", "720p", unreachable_url(), size_bytes=98_765, sha256="ab" * 32)
-    [(size, source)] = catalogue.files_of(rt.settings, [("movie", "720p")])
+    [(size, source, _)] = catalogue.files_of(rt.settings, [("movie", "720p")])
     assert size == 98_765
     assert (source.quality, source.size_bytes, source.sha256) == ("720p", 98_765, "ab" * 32)
 
@@ -107,7 +109,7 @@ def test_files_of_answers_each_title_and_quality_of_a_batch_in_its_place(rt):
     catalogue.set_source(rt.settings, "movie", "720p", unreachable_url(), size_bytes=98_765)
     wanted = [("movie", "1080p"), ("nope", "720p"), ("movie", "720p"), ("movie", "4k"), ("movie", "1080p")]
     files = catalogue.files_of(rt.settings, wanted)
-    assert files[0] == files[4] == (SIZES["1080p"], None)
+    assert files[0][:2] == files[4][:2] == (SIZES["1080p"], None)
     assert isinstance(files[1], ContentNotFound) and files[1].message == "No title with id 'nope' in the catalogue."
     assert files[2][0] == 98_765
     assert isinstance(files[3], QualityNotOffered)
@@ -335,3 +337,10 @@ def test_delete_content_refuses_a_title_with_downloads(rt):
     user_actions.delete_download(rt, "alice", download.id)
     catalogue.delete_content("movie")
     assert Content.get_or_none(Content.id == "movie") is None
+
+
+def test_files_of_refuses_a_title_that_may_not_be_downloaded(rt):
+    Content.update(downloadable=False).where(Content.id == "movie").execute()
+    [refused] = catalogue.files_of(rt.settings, [("movie", "720p")])
+    assert isinstance(refused, TitleNotDownloadable)
+    assert refused.message == "'A Movie' cannot be downloaded, only streamed."

@@ -142,12 +142,15 @@ def test_storage_reports_free_as_zero_when_more_is_used_than_the_quota(rt, confi
     assert ledger.storage(rt.settings, "alice")["free_bytes"] == 0
 
 
-def test_lock_changes_nothing(rt):
+def test_lock_changes_no_bytes_and_gives_a_user_without_a_row_an_empty_one(rt):
     ledger.reserve(rt, "alice", 123)
+    before = ledger.storage(rt.settings, "nobody")
     with database.atomic():
         ledger.lock("alice")
-        ledger.lock("nobody")
-    assert used("alice") == 123 and row("nobody") is None
+        ledger.lock("nobody")  # a first device registration locks a user with no download yet
+    assert used("alice") == 123
+    assert (row("nobody").used_bytes, row("nobody").quota_bytes) == (0, None)
+    assert ledger.storage(rt.settings, "nobody") == before
 
 
 @pytest.mark.parametrize("first_row_exists", [False, True])

@@ -46,6 +46,7 @@ def test_health_counts_real_jobs_and_shows_this_worker(app, client, auth, start,
         "completed": 2,
         "failed": 0,
         "cancelled": 0,
+        "expired": 0,
     }
     assert body["queue"]["name"] == "downloads" and body["queue"]["dead_lettered"] == 0
     me = [w for w in body["workers"] if w["pid"] == os.getpid()]

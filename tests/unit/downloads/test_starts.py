@@ -4,14 +4,16 @@ exactly as it would be alone (real databases, real Redis)."""
 import pytest
 import redis
 
-from downloads_app.downloads import ledger, starts, user_actions
-from downloads_app.downloads.models import Download, StorageLedger
+from downloads_app.downloads import devices, ledger, starts, user_actions
+from downloads_app.downloads.models import Content, Download, StorageLedger
 from downloads_app.downloads.refusals import (
     ContentNotFound,
+    DeviceRequired,
     IdempotencyKeyReused,
     QualityNotOffered,
     QuotaExceeded,
     TooManyActiveDownloads,
+    YearlyDownloadsSpent,
 )
 from downloads_app.infra.broker import QueueUnavailable
 
@@ -30,16 +32,16 @@ def one_at_a_time(monkeypatch):
     alone = []
     record_one = starts._record_one
 
-    def spy(rt, start, size):
-        alone.append(start)
-        return record_one(rt, start, size)
+    def spy(rt, plan):
+        alone.append(plan.start)
+        return record_one(rt, plan)
 
     monkeypatch.setattr(starts, "_record_one", spy)
     return alone
 
 
-def ask(user, content_id="movie", quality="720p", key=None):
-    return starts.StartRequest(user, content_id, quality, key)
+def ask(user, content_id="movie", quality="720p", key=None, device=None):
+    return starts.StartRequest(user, content_id, quality, key, device)
 
 
 def used(user_id):
@@ -123,3 +125,24 @@ def test_when_redis_refuses_the_batch_nothing_of_it_stays(rt, titles, monkeypatc
     assert all(isinstance(outcome, QueueUnavailable) for outcome in outcomes)
     assert Download.select().count() == 0
     assert (used("alice"), used("bob")) == (0, 0)
+
+
+def test_a_batch_with_a_user_who_has_devices_goes_one_at_a_time_and_refuses_the_start_naming_none(
+    rt, titles, one_at_a_time
+):
+    one, two = titles(2)
+    phone = devices.register(rt, "alice", "Phone", "ios")
+    outcomes = starts.start_batch(rt, [ask("alice", one), ask("bob", one), ask("alice", two, device=phone.id)])
+    assert len(one_at_a_time) == 3
+    assert isinstance(outcomes[0], DeviceRequired)
+    assert outcomes[1][1] and outcomes[2][1] and outcomes[2][0].device_id == phone.id
+    assert (used("alice"), used("bob")) == (SIZE_720, SIZE_720)
+
+
+def test_starts_of_a_title_with_a_yearly_cap_go_one_at_a_time_and_take_no_more_than_the_cap(rt, one_at_a_time):
+    Content.update(max_downloads_per_year=2).where(Content.id == "movie").execute()
+    outcomes = starts.start_batch(rt, [ask("alice", quality=q) for q in ("480p", "720p", "1080p")] + [ask("bob")])
+    assert len(one_at_a_time) == 4
+    assert outcomes[0][1] and outcomes[1][1] and outcomes[3][1]
+    assert isinstance(outcomes[2], YearlyDownloadsSpent)
+    assert used("alice") == SIZE_480 + SIZE_720
