@@ -22,12 +22,17 @@ install: $(VENV)/.installed-embedded
 run: $(VENV)/.installed-embedded
 	$(PY) -m downloads_app.devserver
 
+# Two pytest workers (PYTEST_WORKERS=0: none). The system tests, which start processes, run one
+# at a time on one of them (their xdist group); the in-process tests share both.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The in-process tests only (no gunicorn, worker processes or browser): a few minutes.
 test-fast: $(VENV)/.installed-test
-	$(PY) -m pytest tests/unit tests/api $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) tests/unit tests/api $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -33,15 +34,30 @@ from downloads_app.infra.database import database
 from downloads_app.infra.embedded_redis import ensure_redis
 from downloads_app.web.auth import issue_token
 
+SYSTEM_TESTS = Path(__file__).parent / "system"
+EMBEDDED_REDIS = pytest.StashKey()
 
-@pytest.fixture(scope="session", autouse=True)
-def redis_server():
-    """The Redis the tests use: the machine's, or an embedded one started for this session."""
-    embedded = ensure_redis(REDIS_BASE_URL, os.path.join(os.getcwd(), "var", "test-redis"))
-    yield
+
+def pytest_configure(config):
+    """The Redis the tests use: the machine's, or an embedded one started by the main process
+    (before any pytest-xdist worker starts, and stopped after the last has ended)."""
+    if not hasattr(config, "workerinput"):
+        config.stash[EMBEDDED_REDIS] = ensure_redis(REDIS_BASE_URL, os.path.join(os.getcwd(), "var", "test-redis"))
+
+
+def pytest_unconfigure(config):
+    embedded = config.stash.get(EMBEDDED_REDIS, None)
     if embedded is not None:
         embedded.terminate()
         embedded.wait(timeout=10)
+
+
+def pytest_collection_modifyitems(items):
+    """The system tests start servers, worker hosts and browsers, some on fixed names (network
+    namespaces, a PostgreSQL template): under pytest-xdist they run one at a time, on one worker."""
+    for item in items:
+        if item.path.is_relative_to(SYSTEM_TESTS):
+            item.add_marker(pytest.mark.xdist_group("system"))
 
 
 def pytest_sessionfinish(session, exitstatus):
