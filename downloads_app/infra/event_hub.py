@@ -13,7 +13,9 @@ from downloads_app.infra.metrics import STREAMS_OPEN
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "downloads:events:"
+# Pub/sub channels belong to the whole Redis server, not to one of its databases: the channel
+# names the database, so services (or test runs) on other databases of one server stay apart.
+CHANNEL_PREFIX = "downloads:{db}:events:"
 PROGRESS_FIELDS = ("id", "status", "progress", "downloaded_bytes", "file_size_bytes")
 DELETED = "deleted"
 DELETIONS_PREFIX = "downloads:deleted:"
@@ -43,6 +45,16 @@ def progress_fields(download, status=None):
 def event(kind, download, status=None):
     """An event: `kind` is "progress" or "status"; the id is the time in milliseconds."""
     return {"event": kind, "id": int(time.time() * 1000), "data": progress_fields(download, status)}
+
+
+def channel_prefix(client):
+    """The prefix of the event channels of `client`'s Redis database."""
+    return CHANNEL_PREFIX.format(db=client.connection_pool.connection_kwargs.get("db", 0))
+
+
+def channel(client, user_id):
+    """The channel of `user_id`'s events in `client`'s Redis database."""
+    return channel_prefix(client) + user_id
 
 
 def _deletions_key(user_id):
@@ -76,7 +88,7 @@ class EventPublisher:
         """Add the commands publishing these events to `pipe`, a pipeline of the same Redis."""
         for download in downloads:
             message = json.dumps(event(kind, download, status))
-            pipe.publish(CHANNEL_PREFIX + download.user_id, message)
+            pipe.publish(channel(self._client, download.user_id), message)
             if status == DELETED:  # kept for streams that reconnect: the rows are gone
                 key, at = _deletions_key(download.user_id), int(time.time() * 1000)
                 pipe.zadd(key, {message: at})
@@ -160,13 +172,14 @@ class EventHub:
         while not self._closed:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                prefix = channel_prefix(self._client)
+                pubsub.psubscribe(prefix + "*")
                 self._subscribed.set()
                 backoff = 0.5
                 while not self._closed:  # short waits, so close() needs no cross-thread socket work
                     raw = pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
                     if raw is not None:
-                        user_id = raw["channel"].decode()[len(CHANNEL_PREFIX) :]
+                        user_id = raw["channel"].decode()[len(prefix) :]
                         self._dispatch(user_id, json.loads(raw["data"]))
             except (redis.RedisError, ValueError) as exc:
                 self._subscribed.clear()

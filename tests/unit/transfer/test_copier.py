@@ -20,7 +20,7 @@ from downloads_app.downloads import catalogue, ledger, recovery, run_writes, use
 from downloads_app.downloads.models import ContentSource, Download
 from downloads_app.downloads.refusals import QuotaExceeded
 from downloads_app.infra import origins, stored_files
-from downloads_app.infra.event_hub import CHANNEL_PREFIX
+from downloads_app.infra.event_hub import channel
 from downloads_app.infra.stored_files import InsufficientStorage, StoredFiles
 from downloads_app.transfer import copier, handle
 from downloads_app.transfer.copier import VerificationFailed
@@ -102,7 +102,7 @@ class ProgressEvents:
 
     def __init__(self, client, user_id="alice"):
         self.pubsub = client.pubsub()
-        self.pubsub.subscribe(CHANNEL_PREFIX + user_id)
+        self.pubsub.subscribe(channel(client, user_id))
         wait_until(
             lambda: (m := self.pubsub.get_message(timeout=0.1)) and m["type"] == "subscribe",
             timeout=10,
