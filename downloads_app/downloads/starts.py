@@ -5,8 +5,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from downloads_app.downloads import admission, allowances, catalogue, devices, ledger, lifecycle
-from downloads_app.downloads.models import Download, new_id, utcnow
-from downloads_app.downloads.refusals import QuotaExceeded, Refusal, YearlyDownloadsSpent
+from downloads_app.downloads.models import Content, Download, new_id, utcnow
+from downloads_app.downloads.refusals import QuotaExceeded, Refusal
 from downloads_app.downloads.transitions import delete_where
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.database import database
@@ -33,7 +33,7 @@ class _Planned:
     index: int
     start: StartRequest
     size: int
-    yearly_cap: int | None  # the title's max_downloads_per_year
+    content: Content
 
 
 class _AlreadyStarted(Exception):
@@ -68,7 +68,7 @@ def start_batch(rt, starts):
         except InsufficientStorage as exc:
             outcomes[index] = exc
             continue
-        planned.append(_Planned(index, start, size, content.max_downloads_per_year))
+        planned.append(_Planned(index, start, size, content))
     created = _record_together(rt, planned)
     if created is None:
         created = []
@@ -94,7 +94,7 @@ def _record_together(rt, planned):
     default device of a user without devices, of a title without a yearly cap."""
     if len(planned) < 2:
         return None
-    if any(plan.start.device_id is not None or plan.yearly_cap is not None for plan in planned):
+    if any(plan.start.device_id is not None or plan.content.max_downloads_per_year is not None for plan in planned):
         return None
     starts = [plan.start for plan in planned]
     if len({(s.user_id, s.content_id, s.quality) for s in starts}) < len(starts):
@@ -165,8 +165,9 @@ def _record_one(rt, plan):
             if existing is not None:
                 raise _AlreadyStarted(existing)
             devices.check_start_on(rt, user_id, start.device_id)
-            if plan.yearly_cap is not None:
-                _count_yearly_download(user_id, content_id, plan.yearly_cap)
+            yearly_cap = plan.content.max_downloads_per_year
+            if yearly_cap is not None:
+                allowances.take(user_id, plan.content, allowances.DOWNLOADS, yearly_cap)
             download = Download.create(
                 id=new_id(),
                 user_id=user_id,
@@ -186,18 +187,6 @@ def _record_one(rt, plan):
             raise
         return existing, False
     return download, True
-
-
-def _count_yearly_download(user_id, content_id, cap):
-    """Count a download of the title this year, or YearlyDownloadsSpent with the day it frees up."""
-    if allowances.take(user_id, content_id, allowances.DOWNLOADS, cap) is None:
-        frees_up_on = allowances.frees_up_on(utcnow().year)
-        raise YearlyDownloadsSpent(
-            f"This title may be downloaded {cap} times a year and you have used them all; "
-            f"it can be downloaded again from {frees_up_on:%Y-%m-%d}.",
-            max_downloads_per_year=cap,
-            frees_up_on=frees_up_on.isoformat(),
-        )
 
 
 def _queue(rt, created, outcomes):

@@ -6,7 +6,7 @@ from functools import partial
 
 from downloads_app.downloads import admission, allowances, catalogue, licences, lifecycle, starts
 from downloads_app.downloads.models import Content, Download, utcnow
-from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile, RenewalsSpent
+from downloads_app.downloads.refusals import DownloadNotFound, InvalidTransition, NoStoredFile
 from downloads_app.downloads.transitions import apply, delete_where
 from downloads_app.infra.database import database
 from downloads_app.infra.metrics import LICENCES_RENEWED
@@ -116,7 +116,7 @@ def renew(rt, user_id, download_id):
         if download.status not in (lifecycle.COMPLETED, lifecycle.EXPIRED):
             raise InvalidTransition(f"Cannot renew a download that is {download.status}.", status=download.status)
         content = Content.get_by_id(download.content_id)
-        _take_renewal(rt, user_id, content)
+        allowances.take(user_id, content, allowances.RENEWALS, licences.renewal_cap(rt.settings, content))
         extended = None
         while extended is None and download.status == lifecycle.COMPLETED:
             extended = _extend_licence(rt, download, content)
@@ -148,19 +148,6 @@ def _extend_licence(rt, download, content):
         .execute()
     )
     return extended[0] if extended else None
-
-
-def _take_renewal(rt, user_id, content):
-    cap = licences.renewal_cap(rt.settings, content)
-    year = allowances.take(user_id, content.id, allowances.RENEWALS, cap)
-    if year is None:
-        frees_up_on = allowances.frees_up_on(utcnow().year)
-        raise RenewalsSpent(
-            f"The licence of {content.title!r} may be renewed {cap} times a year and you have used them all; "
-            f"it can be renewed again from {frees_up_on:%Y-%m-%d}.",
-            max_renewals=cap,
-            frees_up_on=frees_up_on.isoformat(),
-        )
 
 
 def start_download(rt, user_id, content_id, quality, idempotency_key=None, device_id=None):

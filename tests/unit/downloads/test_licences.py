@@ -17,6 +17,7 @@ from downloads_app.downloads.refusals import (
     NoStoredFile,
     RenewalsSpent,
 )
+from downloads_app.infra.event_hub import channel
 from downloads_app.infra.metrics import LICENCES_EXPIRED
 
 SIZE_720 = 1000 * 3333 * 125
@@ -100,7 +101,7 @@ def test_expiry_removes_the_file_releases_the_quota_keeps_the_record_and_publish
     time_passes(download.id, timedelta(days=30, seconds=1))
     counted = LICENCES_EXPIRED._value.get()
     pubsub = redis_client.pubsub()
-    pubsub.subscribe("downloads:events:alice")
+    pubsub.subscribe(channel(redis_client, "alice"))
     pubsub.get_message(timeout=1)
     [expired] = licences.expire_due(rt)
     assert expired.id == download.id and expired.status == lifecycle.EXPIRED
