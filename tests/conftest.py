@@ -52,12 +52,12 @@ def pytest_unconfigure(config):
         embedded.wait(timeout=10)
 
 
-def pytest_collection_modifyitems(items):
+def pytest_itemcollected(item):
     """The system tests start servers, worker hosts and browsers, some on fixed names (network
-    namespaces, a PostgreSQL template): under pytest-xdist they run one at a time, on one worker."""
-    for item in items:
-        if item.path.is_relative_to(SYSTEM_TESTS):
-            item.add_marker(pytest.mark.xdist_group("system"))
+    namespaces, a PostgreSQL template): under pytest-xdist they run one at a time, on one worker.
+    Marked as they are collected, before pytest-xdist reads the group off the marker."""
+    if item.path.is_relative_to(SYSTEM_TESTS):
+        item.add_marker(pytest.mark.xdist_group("system"))
 
 
 def pytest_sessionfinish(session, exitstatus):
