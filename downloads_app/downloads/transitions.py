@@ -64,14 +64,26 @@ def published(rt, kind, download):
 def delete_where(rt, *conditions):
     """Delete matching downloads and their files, release what they reserved; (count, bytes released)."""
     with database.atomic():
-        deleted = list(Download.delete().where(*conditions).returning(Download).execute())
-        deltas = defaultdict(int)
-        for download in deleted:
-            if download.status in lifecycle.RESERVING:
-                deltas[download.user_id] -= download.file_size_bytes
-        ledger.settle(rt, deltas)
+        deleted, released = delete_records(rt, *conditions)
+    forget_deleted(rt, deleted)
+    return len(deleted), released
+
+
+def delete_records(rt, *conditions):
+    """Delete the matching rows and release what they reserved, in the caller's transaction; (the
+    deleted downloads, bytes released). Their files stay until `forget_deleted`, after the commit."""
+    deleted = list(Download.delete().where(*conditions).returning(Download).execute())
+    deltas = defaultdict(int)
+    for download in deleted:
+        if download.status in lifecycle.RESERVING:
+            deltas[download.user_id] -= download.file_size_bytes
+    ledger.settle(rt, deltas)
+    return deleted, -sum(deltas.values())
+
+
+def forget_deleted(rt, deleted):
+    """After the commit of `delete_records`: remove the downloads' files and announce the deletions."""
     for download in deleted:
         rt.files.of(download).remove()
         log.info("Download %s deleted", download.id, extra=context(download))
     rt.events.publish("status", deleted, status=event_hub.DELETED)
-    return len(deleted), -sum(deltas.values())
