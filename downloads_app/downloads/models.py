@@ -1,4 +1,4 @@
-"""Peewee models: the catalogue, devices, downloads with their licences, and each user's storage ledger."""
+"""Peewee models: the catalogue, devices, downloads with their licences, and each user's ledger and settings."""
 
 import secrets
 from datetime import UTC, datetime
@@ -101,6 +101,7 @@ class Download(BaseModel):
     completed_at = DateTimeField(null=True)
     license_expires_at = DateTimeField(null=True)  # set at completion, shortened by the first play
     played_at = DateTimeField(null=True)  # the first playback of the current licence
+    watched_at = DateTimeField(null=True)  # the user marked it watched (an episode, for smart downloads)
 
     class Meta:
         table_name = "downloads"
@@ -153,4 +154,14 @@ class StorageLedger(BaseModel):
         table_name = "storage_ledger"
 
 
-MODELS = (Content, ContentSource, Device, Download, StorageLedger, TitleAllowance)
+class AccountSettings(BaseModel):
+    """What one user chose for their account; no row: the defaults."""
+
+    user_id = CharField(primary_key=True, max_length=128)
+    smart_downloads = BooleanField(default=False)  # a watched episode makes way for the next
+
+    class Meta:
+        table_name = "account_settings"
+
+
+MODELS = (AccountSettings, Content, ContentSource, Device, Download, StorageLedger, TitleAllowance)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from downloads_app.downloads import admission, allowances, catalogue, devices, ledger, lifecycle
 from downloads_app.downloads.models import Content, Download, new_id, utcnow
-from downloads_app.downloads.refusals import QuotaExceeded, Refusal
-from downloads_app.downloads.transitions import delete_where
+from downloads_app.downloads.refusals import AlreadyHeld, InvalidTransition, QuotaExceeded, Refusal
+from downloads_app.downloads.transitions import delete_records, delete_where, forget_deleted
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.database import database
 from downloads_app.infra.logs import context
@@ -187,6 +187,43 @@ def _record_one(rt, plan):
             raise
         return existing, False
     return download, True
+
+
+def replace(rt, old, start):
+    """Delete the completed download `old` and start `start` in its place, in one transaction:
+    `old`'s reservation is released before the new one is reserved, so the user's storage grows
+    by no more than their free space. Returns the new download, or raises the start's refusal
+    (or AlreadyHeld, or InvalidTransition when `old` is no longer completed) with `old` kept."""
+    [file] = catalogue.files_of(rt.settings, [(start.content_id, start.quality)])
+    if isinstance(file, Refusal):
+        raise file
+    size, source, content = file
+    if source is not None:
+        rt.files.check_free_space(size)
+    with database.atomic():
+        deleted, _ = delete_records(rt, Download.id == old.id, Download.status == lifecycle.COMPLETED)
+        if not deleted:
+            raise InvalidTransition("The download changed meanwhile: it is no longer completed.")
+        download, created = _record_one(rt, _Planned(0, start, size, content))
+        if not created:
+            raise AlreadyHeld(
+                f"You already have {start.content_id} at {start.quality} on this device ({download.status}).",
+                status=download.status,
+            )
+        # Inside the transaction, as a resume's: if Redis refuses, nothing changed.
+        job_id = rt.queue.enqueue_transfer(download.id)
+    forget_deleted(rt, deleted)
+    rt.events.publish("status", [download])
+    log.info(
+        "Download %s started in place of %s: %s at %s, %d bytes",
+        download.id,
+        old.id,
+        download.content_id,
+        download.quality,
+        download.file_size_bytes,
+        extra=context(download, job_id),
+    )
+    return download
 
 
 def _queue(rt, created, outcomes):

@@ -319,6 +319,35 @@ class DownloadSchema(ma.Schema):
     played_at = UtcDateTime(
         required=True, allow_none=True, metadata={"description": "The first playback of its current licence"}
     )
+    watched_at = UtcDateTime(
+        required=True, allow_none=True, metadata={"description": "When you marked it watched (POST …/watched)"}
+    )
+
+
+class WatchedSchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True, metadata={"description": "What was done, and why not more"})
+    download = fields.Nested(
+        DownloadSchema, required=True, metadata={"description": "The watched download (deleted when replaced)"}
+    )
+    next_download = fields.Nested(
+        DownloadSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The next episode's download that took its place (smart downloads), or null"},
+    )
+
+
+class AccountSchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    user_id = fields.String(required=True)
+    smart_downloads = fields.Boolean(
+        required=True, metadata={"description": "A watched episode makes way for the series' next one"}
+    )
+
+
+class AccountUpdateSchema(StrictSchema):
+    smart_downloads = JsonBoolean(required=True, metadata={"example": True})
 
 
 class DownloadEnvelopeSchema(ma.Schema):

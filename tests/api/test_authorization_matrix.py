@@ -73,6 +73,11 @@ ROUTES = {
     ),
     ("GET", "/api/storage"): Route("/api/storage", 200),
     ("GET", "/api/devices"): Route("/api/devices", 200),
+    ("GET", "/api/me"): Route("/api/me", 200),
+    ("PATCH", "/api/me"): Route("/api/me", 200, body={"smart_downloads": True}),
+    ("POST", "/api/downloads/<download_id:download_id>/watched"): Route(
+        "/api/downloads/{id}/watched", 200, state="stored", per_download=True
+    ),
     ("POST", "/api/devices"): Route("/api/devices", 201, body={"name": "Phone", "platform": "ios"}),
     ("DELETE", "/api/devices/<device_id:device_id>"): Route(
         "/api/devices/{device}", 200, state="device", per_download=True

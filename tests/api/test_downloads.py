@@ -23,6 +23,7 @@ RECORD_FIELDS = {
     "device_id",
     "license_expires_at",
     "played_at",
+    "watched_at",
 }
 
 

@@ -155,6 +155,7 @@ EXAMPLE_RUN = (
     "create_content",
     "cleanup_downloads",
     "delete_content",
+    "update_account",
     "register_device",  # last: from then on, starts must name a device
 )
 
@@ -368,6 +369,13 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     renewed = call("renew_download", alice, 200, models.DownloadEnvelope, download_id=download.id).download
     assert renewed.played_at is None and renewed.license_expires_at > played.license_expires_at
     refused("play_download", alice, 404, download_id=UNKNOWN_ID)
+    watched = call("mark_watched", alice, 200, models.Watched, download_id=download.id)
+    assert watched.download.watched_at is not None and watched.next_download is None
+
+    # The account's settings
+    assert call("get_account", alice, 200, models.Account).smart_downloads is False
+    account = call("update_account", alice, 200, models.Account, body=models.AccountUpdate(smart_downloads=True))
+    assert account.smart_downloads is True
 
     # Delete (both paths), then clean up the rest
     call("delete_download", alice, 200, models.Message, download_id=download.id)

@@ -19,7 +19,8 @@ def test_readyz_is_503_when_migrations_are_missing(tmp_path):
     assert response.status_code == 503
     assert (
         response.json["checks"]["database"]
-        == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources, 005_offline_rules"
+        == "migrations not applied: 001_initial, 002_last_error, 003_idempotency_key, 004_sources, "
+        "005_offline_rules, 006_smart_downloads"
     )
 
 
@@ -61,6 +62,9 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/devices", "get"),
         ("/api/devices", "post"),
         ("/api/devices/{device_id}", "delete"),
+        ("/api/me", "get"),
+        ("/api/me", "patch"),
+        ("/api/downloads/{download_id}/watched", "post"),
         ("/api/contents", "get"),
         ("/api/contents", "post"),
         ("/api/contents/{content_id}", "get"),

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from downloads_app.downloads import licences
+from downloads_app.downloads import licences, run_writes
 from downloads_app.downloads.models import Download, utcnow
 from support import wait_until
 
@@ -306,3 +306,93 @@ def test_actions_on_licences_refuse_what_does_not_fit_the_state(api):
         assert refused.status_code == 409 and refused.json["reason"] == "invalid_transition", refused.json
         assert refused.json["status"] == "pending"
     assert api("post", f"/api/downloads/{'0' * 32}/renew").status_code == 404
+
+
+# ---------------------------------------------------------------- series and smart downloads
+
+EPISODES = [("s1e1", 1, 1, 60), ("s1e2", 1, 2, 120), ("s2e1", 2, 1, 60)]  # id, season, episode, seconds
+
+
+@pytest.fixture
+def series(app, api):
+    """A series of three episodes; complete(download) finishes a download as a worker run would."""
+    for content_id, season, episode, seconds in EPISODES:
+        body = {"id": content_id, "title": content_id.upper(), "duration_seconds": seconds, "qualities": ["480p"]}
+        added = api(
+            "post", "/api/contents", {**body, "series_id": "show", "season": season, "episode": episode}, "root", True
+        )
+        assert added.status_code == 201, added.json
+
+    def complete(download):
+        with app.app_context():
+            rt = app.extensions["runtime"]
+            run_writes.complete(rt, run_writes.claim(rt, download["id"]))
+        return download
+
+    return complete
+
+
+def smart(api, on=True):
+    response = api("patch", "/api/me", {"smart_downloads": on})
+    assert response.status_code == 200 and response.json["smart_downloads"] is on, response.json
+
+
+def test_account_settings_default_to_no_smart_downloads_and_refuse_bad_values(api):
+    assert api("get", "/api/me").json == {"success": True, "user_id": "alice", "smart_downloads": False}
+    smart(api)
+    assert api("get", "/api/me").json["smart_downloads"] is True
+    assert api("get", "/api/me", user="bob").json["smart_downloads"] is False
+    for bad in ({"smart_downloads": "yes"}, {"smart_downloads": 1}, {}, {"smart": True}):
+        assert api("patch", "/api/me", bad).status_code == 422, bad
+    assert api("get", "/api/me").json["smart_downloads"] is True
+
+
+def test_without_smart_downloads_watched_only_marks_it(api, series):
+    first = series(start(api, "480p", content_id="s1e1"))
+    marked = api("post", f"/api/downloads/{first['id']}/watched")
+    assert marked.status_code == 200
+    assert marked.json["message"] == "Marked watched." and marked.json["next_download"] is None
+    assert marked.json["download"]["watched_at"] is not None
+    assert api("get", f"/api/downloads/{first['id']}").json["download"]["status"] == "completed"
+
+
+def test_smart_downloads_replace_a_watched_episode_with_the_next_on_its_device_and_quality(api, series):
+    smart(api)
+    phone = register(api)
+    first = series(start(api, "480p", phone["id"], content_id="s1e1"))
+    marked = api("post", f"/api/downloads/{first['id']}/watched").json
+    following = marked["next_download"]
+    assert (following["content_id"], following["quality"], following["device_id"]) == ("s1e2", "480p", phone["id"])
+    assert following["status"] == "pending"
+    assert marked["message"] == "Marked watched and deleted; the next episode, 'S1E2', started."
+    assert api("get", f"/api/downloads/{first['id']}").status_code == 404
+    assert api("get", "/api/storage").json["used_bytes"] == following["file_size_bytes"]
+    # Across seasons, then the last episode is kept.
+    second = series(following)
+    third = api("post", f"/api/downloads/{second['id']}/watched").json["next_download"]
+    assert third["content_id"] == "s2e1"
+    last = api("post", f"/api/downloads/{series(third)['id']}/watched").json
+    assert last["next_download"] is None and "last episode" in last["message"]
+    assert api("get", f"/api/downloads/{third['id']}").json["download"]["status"] == "completed"
+
+
+def test_a_watched_episode_is_kept_when_the_next_is_held_or_does_not_fit(api, series, configure):
+    smart(api)
+    first = series(start(api, "480p", content_id="s1e1"))
+    held = start(api, "480p", content_id="s1e2")
+    kept = api("post", f"/api/downloads/{first['id']}/watched").json
+    assert kept["next_download"] is None and "already have s1e2" in kept["message"]
+    api("delete", f"/api/downloads/{held['id']}")
+    # s1e2 is twice as long: it fits only in what s1e1 frees plus the free space.
+    configure(STORAGE_QUOTA_BYTES=int(first["file_size_bytes"]) + 10)
+    short = api("post", f"/api/downloads/{first['id']}/watched").json
+    assert short["next_download"] is None and "Not enough storage" in short["message"]
+    assert api("get", f"/api/downloads/{first['id']}").json["download"]["status"] == "completed"
+    assert api("get", "/api/storage").json["used_bytes"] == first["file_size_bytes"]
+
+
+def test_only_a_completed_download_is_marked_watched(api, series):
+    pending = start(api, "480p", content_id="s1e1")
+    refused = api("post", f"/api/downloads/{pending['id']}/watched")
+    assert refused.status_code == 409 and refused.json["status"] == "pending"
+    assert api("post", f"/api/downloads/{'0' * 32}/watched").status_code == 404

@@ -6,6 +6,7 @@ from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from downloads_app.web.api import (
+    account,
     contents,
     converters,
     devices,
@@ -23,6 +24,7 @@ BLUEPRINTS = (
     event_streams.blp,
     files.blp,
     devices.blp,
+    account.blp,
     quota.blp,
     contents.blp,
     queue_admin.blp,

@@ -7,7 +7,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from downloads_app.downloads import progress_reads, user_actions
+from downloads_app.downloads import episodes, progress_reads, user_actions
 from downloads_app.infra import event_hub
 from downloads_app.infra.metrics import STARTED
 from downloads_app.web.api.documented_errors import JSON_BODY, SIGNED_IN, WRITE, refusals
@@ -23,6 +23,7 @@ from downloads_app.web.schemas import (
     MessageSchema,
     ProgressSchema,
     StartDownloadSchema,
+    WatchedSchema,
 )
 
 blp = Blueprint("downloads", __name__, url_prefix="/api/downloads", description="Your downloads")
@@ -125,6 +126,28 @@ class DeleteDownload(MethodView):
     def delete(self, download_id):
         """Delete a download and free its storage (the seed's path)"""
         return _delete(download_id)
+
+
+@blp.route("/<download_id:download_id>/watched")
+class Watched(MethodView):
+    @blp.doc(operationId="mark_watched")
+    @blp.response(200, WatchedSchema)
+    @refusals(blp, WRITE, (404, 409, 503, 507))
+    def post(self, download_id):
+        """Mark a completed download watched
+
+        With your `smart_downloads` on (PATCH /api/me), the next episode of its series takes its
+        place: on the same device, at the same quality, this one deleted first so your storage grows
+        by no more than its free space. It is kept when there is no next episode, or the next cannot
+        be started (the message says why).
+        """
+        watched = episodes.mark_watched(current_runtime(), current_user().id, download_id)
+        return {
+            "success": True,
+            "message": watched.message,
+            "download": watched.download,
+            "next_download": watched.next_download,
+        }
 
 
 # Clients poll progress: they may keep the body, but must ask again each time (If-None-Match),

@@ -53,6 +53,7 @@ def test_migrations_build_exactly_the_models_schema(backend, tmp_path, request):
     migrated = schema_of(migrated_url, schema_migrations.upgrade)
     from_models = schema_of(models_url, lambda: database.create_tables(MODELS))
     assert set(migrated) == {
+        "account_settings",
         "contents",
         "content_sources",
         "devices",
@@ -67,7 +68,14 @@ def test_upgrade_is_idempotent_and_readiness_knows_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     app = create_app({"TESTING": True, "DATABASE_URL": url, "REDIS_URL": REDIS_URL})
     with app.app_context():
-        applied = ["001_initial", "002_last_error", "003_idempotency_key", "004_sources", "005_offline_rules"]
+        applied = [
+            "001_initial",
+            "002_last_error",
+            "003_idempotency_key",
+            "004_sources",
+            "005_offline_rules",
+            "006_smart_downloads",
+        ]
         assert schema_migrations.unapplied() == applied
         assert schema_migrations.upgrade() == applied
         assert schema_migrations.upgrade() == []
@@ -96,7 +104,7 @@ def test_existing_completed_downloads_get_licences_from_their_completion_and_rol
                 f" VALUES ({', '.join([database.param] * 12)})",
                 (download_id, "alice", "m", "720p", status, 0, 1, 0, 1, completed_at, completed_at, at),
             )
-        assert schema_migrations.upgrade() == ["005_offline_rules"]
+        assert schema_migrations.upgrade(to="005_offline_rules") == ["005_offline_rules"]
         licensed = dict(database.execute_sql("SELECT id, license_expires_at FROM downloads").fetchall())
         expires = licensed["done"]
         if isinstance(expires, str):  # SQLite gives the text back
