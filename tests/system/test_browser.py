@@ -288,3 +288,102 @@ def test_a_real_transfer_is_saved_from_the_dashboard(service, page, token, tmp_p
     download.value.save_as(target)
     assert download.value.suggested_filename == "movie-480p.mp4"
     assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+# The title "short" has a licence of seconds: the workers' expiry job expires it while the page watches.
+SHORT_LICENSE_SECONDS = 5
+
+
+@pytest.fixture
+def offline_service(database_url, movie, tmp_path, token):
+    """The service with a reconciler (and so the expiry job) every half second, and a series."""
+    service = Service(
+        database_url,
+        PROCESS_REDIS_URL,
+        tmp_path,
+        DOWNLOAD_SIMULATED_SECONDS=1,
+        DOWNLOAD_RECONCILE_SECONDS=0.5,
+        STORAGE_DIR=tmp_path / "storage",
+    ).start()
+    admin = {"Authorization": f"Bearer {token('root', admin=True)}"}
+    titles = [
+        {"id": "ep1", "title": "Pilot", "series_id": "show", "season": 1, "episode": 1},
+        {"id": "ep2", "title": "Second", "series_id": "show", "season": 1, "episode": 2},
+        {"id": "short", "title": "Short licence", "license_days": SHORT_LICENSE_SECONDS / 86_400},
+    ]
+    for title in titles:
+        body = {"duration_seconds": 60, "qualities": ["480p"], **title}
+        added = requests.post(f"{service.base}/api/contents", json=body, headers=admin, timeout=5)
+        assert added.status_code == 201, added.json()
+    yield service
+    service.stop()
+
+
+def card_of(page, title):
+    return page.locator(".download", has=page.locator(".title", has_text=title))
+
+
+def test_dashboard_devices_licences_renewals_expiry_and_smart_downloads(offline_service, page, token):
+    service = offline_service
+    page.goto(f"{service.base}/")
+    page.fill("#token", token("alice"))
+    page.click("text=Use token")
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.eval_on_selector_all("#device option", "options => options.map((o) => o.textContent)") == [
+        "Default device"
+    ]
+    page.fill("#device-name", "Phone")
+    page.fill("#device-platform", "ios")
+    page.click("#add-device")
+    page.locator("#devices li", has_text="Phone · ios · 0 downloads, 0 B").wait_for()
+    assert page.eval_on_selector_all("#device option", "options => options.map((o) => o.textContent)") == ["Phone"]
+
+    # A completed episode: its licence, played, renewed.
+    page.select_option("#content", "ep1")
+    page.click("#start")
+    pilot = card_of(page, "Pilot")
+    pilot.locator(".badge", has_text="completed").wait_for()
+    assert pilot.locator(".device").inner_text() == "on Phone"
+    page.wait_for_function(
+        "() => /Licence expires in 30 days/.test(document.querySelector('.download .licence').textContent)"
+    )
+    pilot.locator("button[data-action=play]").click()
+    pilot.locator(".licence", has_text="Licence expires in 2 days (playing started)").wait_for()
+    pilot.locator("button[data-action=renew]").click()
+    pilot.locator(".licence", has_text="Licence expires in 32 days").wait_for()
+    page.locator("#devices li", has_text="Phone · ios · 1 download,").wait_for()
+
+    # Smart downloads: marking it watched brings the next episode in its place.
+    page.check("#smart")
+    page.wait_for_function("() => document.getElementById('smart').checked")
+    pilot.locator("button[data-action=watched]").click()
+    page.wait_for_selector("#notice:not([hidden])")
+    assert page.inner_text("#notice") == "Marked watched and deleted; the next episode, 'Second', started."
+    card_of(page, "Second").locator(".badge", has_text="completed").wait_for()
+    assert pilot.count() == 0
+
+    # A licence of seconds runs out while the page watches: greyed, with the reason, renewable.
+    page.select_option("#content", "short")
+    page.click("#start")
+    short = card_of(page, "Short licence")
+    short.locator(".badge", has_text="expired").wait_for(timeout=60_000)
+    assert "expired" in short.get_attribute("class")
+    assert "Renew to download it again" in short.locator(".licence").inner_text()
+    assert short.locator("button[data-action=renew]").is_visible()
+    assert short.locator("button[data-action=play]").is_hidden()
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-licences.png"), full_page=True)
+    short.locator("button[data-action=renew]").click()
+    short.locator(".badge", has_text="completed").wait_for()
+
+    # Removing the device deletes its downloads.
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.locator("#devices li", has_text="Phone").locator("button").click()
+    page.wait_for_selector("#notice:has-text('Removed Phone')")
+    # The short one may have expired again meanwhile: it then holds no storage, but is deleted too.
+    assert asked and asked[0].startswith("Remove Phone? Its ")
+    assert page.inner_text("#notice").startswith("Removed Phone: deleted 2 downloads")
+    assert page.locator(".download").count() == 0
+    assert page.eval_on_selector_all("#device option", "options => options.map((o) => o.textContent)") == [
+        "Default device"
+    ]

@@ -1,8 +1,12 @@
-// The dashboard: start, watch (Server-Sent Events) and control the signed-in user's downloads.
+// The dashboard: start, watch (Server-Sent Events) and control the signed-in user's downloads,
+// their devices and licences.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("downloads.token") || "", titles: {}, rows: new Map(), events: null, notice: null };
+const state = {
+  token: localStorage.getItem("downloads.token") || "", titles: {}, rows: new Map(), devices: new Map(),
+  events: null, notice: null,
+};
 
 function humanBytes(n) {
   n = Number(n);
@@ -18,6 +22,15 @@ function humanSeconds(s) {
   if (s < 60) return `${s}s left`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s left`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m left`;
+}
+
+// "in 2 days", "in 5 hours", "in 3 minutes": how long until `when` (an ISO time).
+function timeUntil(when) {
+  const seconds = (Date.parse(when) - Date.now()) / 1000;
+  const [count, unit] = seconds >= 86400 ? [seconds / 86400, "day"] : seconds >= 3600 ? [seconds / 3600, "hour"]
+    : [Math.max(seconds, 0) / 60, "minute"];
+  const n = Math.max(1, Math.round(count));
+  return `in ${n} ${unit}${n === 1 ? "" : "s"}`;
 }
 
 function show(id, message) {
@@ -67,8 +80,23 @@ const ACTIONS = {
   resume: ["paused"],
   cancel: ["pending", "downloading", "paused"],
   retry: ["failed", "cancelled"],
-  delete: ["pending", "downloading", "paused", "completed", "failed", "cancelled"],
+  play: ["completed"],
+  renew: ["completed", "expired"],
+  watched: ["completed"],
+  delete: ["pending", "downloading", "paused", "completed", "failed", "cancelled", "expired"],
 };
+
+// The licence line of a download: when it runs out, or that it did and why the file is gone.
+function licenceText(d) {
+  if (d.status === "expired") {
+    const on = d.license_expires_at ? ` on ${new Date(d.license_expires_at).toLocaleString()}` : "";
+    return [`Licence expired${on}: the file is gone. Renew to download it again.`, true];
+  }
+  if (d.status !== "completed" || !d.license_expires_at) return ["", false];
+  const soon = Date.parse(d.license_expires_at) - Date.now() < 86400 * 1000;
+  const played = d.played_at ? " (playing started)" : "";
+  return [`Licence expires ${timeUntil(d.license_expires_at)}${played}`, soon];
+}
 
 function rowFor(download) {
   let row = state.rows.get(download.id);
@@ -119,6 +147,12 @@ function render(download) {
   }
   node.querySelector(".speed").textContent = speed;
   node.querySelector(".eta").textContent = eta;
+  const device = d.device_id ? state.devices.get(d.device_id) : null;
+  node.querySelector(".device").textContent = d.device_id ? `on ${device ? device.name : "a removed device"}` : "";
+  const [licence, urgent] = licenceText(d);
+  const licenceNode = node.querySelector(".licence");
+  licenceNode.textContent = licence;
+  licenceNode.classList.toggle("soon", urgent);
   const failure = node.querySelector(".failure");
   failure.textContent = d.error || "";
   failure.hidden = !d.error;
@@ -219,11 +253,79 @@ function act(id, action) {
       if (!confirm(`Delete ${title}? Its file is removed and its storage freed.`)) return;
       await api("DELETE", `/api/downloads/${id}`);
       remove(id);
+    } else if (action === "watched") {
+      const data = await api("POST", `/api/downloads/${id}/watched`);
+      if (data.next_download) {
+        remove(id);
+        render(data.next_download);
+      } else {
+        render(data.download);
+      }
+      showNotice(data.message);
     } else {
       const data = await api("POST", `/api/downloads/${id}/${action}`);
       render(data.download);
     }
-    await refreshStorage();
+    await Promise.all([refreshStorage(), refreshDevices()]);
+  });
+}
+
+// ------------------------------------------------------------------ devices and settings
+
+async function refreshDevices() {
+  const data = await api("GET", "/api/devices");
+  state.devices = new Map(data.devices.map((device) => [device.id, device]));
+  const list = $("devices");
+  list.replaceChildren();
+  for (const device of data.devices) {
+    const item = document.createElement("li");
+    const label = document.createElement("span");
+    const count = device.download_count;
+    label.textContent = `${device.name} · ${device.platform} · ${count} download${count === 1 ? "" : "s"}, ${humanBytes(device.used_bytes)}`;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "danger";
+    button.textContent = "Remove";
+    button.addEventListener("click", () => removeDevice(device));
+    item.append(label, button);
+    list.append(item);
+  }
+  const select = $("device");
+  const chosen = select.value;
+  select.replaceChildren();
+  if (!data.devices.length) select.add(new Option("Default device", ""));
+  for (const device of data.devices) select.add(new Option(device.name, device.id));
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+  for (const row of state.rows.values()) render(row.data);  // device names on the cards
+}
+
+function removeDevice(device) {
+  return guarded(async () => {
+    const count = device.download_count;
+    if (!confirm(`Remove ${device.name}? Its ${count} download${count === 1 ? " is" : "s are"} deleted and the storage freed.`)) return;
+    const data = await api("DELETE", `/api/devices/${device.id}`);
+    showNotice(`Removed ${device.name}: deleted ${data.deleted_count} downloads, freed ${humanBytes(data.freed_bytes)}`);
+    await Promise.all([refreshDevices(), refreshDownloads(), refreshStorage()]);
+  });
+}
+
+async function addDevice(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const data = await api("POST", "/api/devices", { name: $("device-name").value, platform: $("device-platform").value });
+    $("device-form").reset();
+    await refreshDevices();
+    $("device").value = data.device.id;
+  });
+}
+
+async function loadAccount() {
+  $("smart").checked = (await api("GET", "/api/me")).smart_downloads;
+}
+
+function setSmart() {
+  return guarded(async () => {
+    $("smart").checked = (await api("PATCH", "/api/me", { smart_downloads: $("smart").checked })).smart_downloads;
   });
 }
 
@@ -241,7 +343,9 @@ function cleanUp() {
 async function startDownload(event) {
   event.preventDefault();
   await guarded(async () => {
-    const data = await api("POST", "/api/downloads/start", { content_id: $("content").value, quality: $("quality").value });
+    const body = { content_id: $("content").value, quality: $("quality").value };
+    if ($("device").value) body.device_id = $("device").value;
+    const data = await api("POST", "/api/downloads/start", body);
     render(data.download);
     // A title and quality already held comes back instead of a new download: say so.
     noticeAbout(data.download, data.message === "Download started" ? "" : data.message);
@@ -265,8 +369,9 @@ async function connectEvents() {
       return;
     }
     render(data);
-    if (event.type === "status") refreshStorage().catch(() => {});
-    if (data.status === "completed") {  // events carry progress only: fetch the record's sha256
+    if (event.type === "status") Promise.all([refreshStorage(), refreshDevices()]).catch(() => {});
+    if (event.type === "status" && ["completed", "expired"].includes(data.status)) {
+      // Events carry progress only: fetch the record's sha256 and licence.
       api("GET", `/api/downloads/${data.id}`).then((body) => render(body.download)).catch(() => {});
     }
   };
@@ -304,6 +409,7 @@ async function signIn(token) {
     $("user").textContent = subject;
     $("signin").hidden = true;
     $("app").hidden = false;
+    await Promise.all([refreshDevices(), loadAccount()]);
     await Promise.all([refreshStorage(), refreshDownloads(), connectEvents()]);
   });
 }
@@ -329,6 +435,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("content").addEventListener("change", fillQualities);
   $("filter").addEventListener("change", () => guarded(refreshDownloads));
   $("cleanup").addEventListener("click", cleanUp);
+  $("device-form").addEventListener("submit", addDevice);
+  $("smart").addEventListener("change", setSmart);
+  // "Licence expires in 2 days" moves on while the page stays open.
+  setInterval(() => { for (const row of state.rows.values()) render(row.data); }, 30000);
   const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromLink) history.replaceState(null, "", location.pathname);
   if (fromLink || state.token) signIn(fromLink || state.token);
