@@ -1,4 +1,6 @@
-"""What operators look at: the queue in Redis, the live workers, and downloads by state."""
+"""What operators look at: the queue in Redis, the live workers, downloads by state, licences about to expire."""
+
+from datetime import timedelta
 
 from peewee import fn
 
@@ -7,7 +9,8 @@ from downloads_app.downloads.models import Download, utcnow
 from downloads_app.downloads.recovery import stalled
 from downloads_app.infra import worker_registry
 
-LISTED = 100  # at most this many stalled or dead-lettered downloads are listed
+LISTED = 100  # at most this many stalled, dead-lettered or expiring downloads are listed
+EXPIRING_WITHIN = timedelta(days=1)
 
 
 def snapshot(rt):
@@ -23,6 +26,9 @@ def snapshot(rt):
     oldest_pending = Download.select(fn.MIN(Download.created_at)).where(Download.status == lifecycle.PENDING).scalar()
     stalled_query = Download.select().where(stalled(rt.settings))
     now = utcnow()
+    expiring = Download.select().where(
+        Download.status == lifecycle.COMPLETED, Download.license_expires_at <= now + EXPIRING_WITHIN
+    )
     return {
         "queue": {"name": rt.queue.name, "ready": ready, "delayed": delayed, "dead_lettered": dead},
         "dead_lettered_downloads": rt.queue.dead_lettered_ids()[:LISTED],
@@ -32,4 +38,6 @@ def snapshot(rt):
         "oldest_pending_age_seconds": (now - oldest_pending).total_seconds() if oldest_pending else None,
         "stalled_count": stalled_query.count(),
         "stalled": list(stalled_query.order_by(Download.updated_at).limit(LISTED)),
+        "licences_expiring_next_day": expiring.count(),
+        "expiring_licences": list(expiring.order_by(Download.license_expires_at).limit(LISTED)),
     }

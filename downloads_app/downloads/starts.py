@@ -1,13 +1,17 @@
 """Starting downloads in batches: concurrent starts recorded in one transaction, queued in one round trip."""
 
+import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+
+import redis
 
 from downloads_app.downloads import admission, allowances, catalogue, devices, ledger, lifecycle
 from downloads_app.downloads.models import Content, Download, new_id, utcnow
 from downloads_app.downloads.refusals import AlreadyHeld, InvalidTransition, QuotaExceeded, Refusal
 from downloads_app.downloads.transitions import delete_records, delete_where, forget_deleted
+from downloads_app.infra import activity
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.database import database
 from downloads_app.infra.logs import context
@@ -214,6 +218,9 @@ def replace(rt, old, start):
         job_id = rt.queue.enqueue_transfer(download.id)
     forget_deleted(rt, deleted)
     rt.events.publish("status", [download])
+    activity.TALLY.add("started")
+    with contextlib.suppress(redis.RedisError):  # a count for the admin page's chart, not the start
+        activity.TALLY.flush(rt.queue.client)
     log.info(
         "Download %s started in place of %s: %s at %s, %d bytes",
         download.id,
@@ -230,9 +237,12 @@ def _queue(rt, created, outcomes):
     """Queue the transfers of the `created` [(index, download)] and announce them, in one round trip."""
     downloads = [download for _, download in created]
     try:
-        job_ids = rt.queue.enqueue_transfers(
-            [download.id for download in downloads], alongside=lambda pipe: rt.events.add_to(pipe, "status", downloads)
-        )
+
+        def alongside(pipe):  # their events, and the minute's count of starts: the same round trip
+            rt.events.add_to(pipe, "status", downloads)
+            activity.add_to(pipe, "started", len(downloads))
+
+        job_ids = rt.queue.enqueue_transfers([download.id for download in downloads], alongside=alongside)
     except QueueUnavailable as exc:
         # The clients are told to try again, so take the records back rather than leave
         # pending downloads that no worker will ever see.

@@ -4,6 +4,7 @@ import threading
 import time
 
 from downloads_app.downloads import run_writes
+from downloads_app.infra import activity
 from downloads_app.infra.metrics import TRANSFERRED_BYTES
 
 # A running transfer writes at least this often, so the reconciler can tell it from a dead one.
@@ -62,12 +63,14 @@ class RunHandle:
         if not run_writes.record_progress(self._rt, self._download, nbytes):
             return False
         TRANSFERRED_BYTES.inc(moved)
+        activity.TALLY.add("transferred_bytes", moved)
         return not self.should_stop()
 
     def moved_all(self):
         """Every byte is in and nothing is left to do before the completion, which records them
         with the outcome (one write fewer than a last `report`). False when the mover must stop."""
         TRANSFERRED_BYTES.inc(self.file_size_bytes - self.downloaded_bytes)
+        activity.TALLY.add("transferred_bytes", self.file_size_bytes - self.downloaded_bytes)
         return not self.should_stop()
 
     def beat(self):

@@ -8,6 +8,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from downloads_app.downloads import catalogue, lifecycle, run_writes
 from downloads_app.downloads.refusals import OriginUnusable, QuotaExceeded
+from downloads_app.infra import activity
 from downloads_app.infra.broker import QueueUnavailable
 from downloads_app.infra.logs import context
 from downloads_app.infra.metrics import TRANSFER_SECONDS, TRANSFERS
@@ -115,4 +116,6 @@ def run(rt, download_id, job_id=None):
 
 def _measure(started, outcome):
     TRANSFERS.labels(outcome).inc()
+    if outcome in ("completed", "failed"):
+        activity.TALLY.add(outcome)
     TRANSFER_SECONDS.labels(outcome).observe(time.monotonic() - started)

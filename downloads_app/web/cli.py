@@ -106,6 +106,7 @@ def queue_stats(as_json):
     click.echo(f"stalled: {health['stalled_count']}" + "".join(f"\n  {d.id}" for d in health["stalled"]))
     if health["dead_lettered_downloads"]:
         click.echo("dead-lettered: " + ", ".join(health["dead_lettered_downloads"]))
+    click.echo(f"licences expiring within a day: {health['licences_expiring_next_day']}")
 
 
 @queue_cli.command("requeue")

@@ -524,6 +524,13 @@ class StalledDownloadSchema(DownloadSchema):
         fields = ("id", "user_id", "attempts", "progress", "updated_at")
 
 
+class ExpiringLicenceSchema(DownloadSchema):
+    """A completed download whose licence runs out soon."""
+
+    class Meta:
+        fields = ("id", "user_id", "content_id", "device_id", "license_expires_at")
+
+
 class QueueHealthSchema(ma.Schema):
     success = fields.Boolean(required=True)
     queue = fields.Nested(QueueDepthSchema, required=True)
@@ -534,3 +541,27 @@ class QueueHealthSchema(ma.Schema):
     oldest_pending_age_seconds = fields.Float(required=True, allow_none=True)
     stalled_count = fields.Integer(required=True)
     stalled = fields.List(fields.Nested(StalledDownloadSchema), required=True)
+    licences_expiring_next_day = fields.Integer(required=True, metadata={"description": "Within 24 hours"})
+    expiring_licences = fields.List(
+        fields.Nested(ExpiringLicenceSchema), required=True, metadata={"description": "The first 100, soonest first"}
+    )
+
+
+class ActivityMinuteSchema(ma.Schema):
+    minute = UtcDateTime(required=True, metadata={"description": "The minute's start"})
+    started = fields.Integer(required=True, metadata={"description": "Downloads started"})
+    completed = fields.Integer(required=True, metadata={"description": "Transfer runs that completed their download"})
+    failed = fields.Integer(required=True, metadata={"description": "Transfer runs that failed (retried or not)"})
+    transferred_bytes = ByteCount(required=True, metadata={"description": "Bytes moved by transfers"})
+    queue_depth = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Ready and delayed messages at the minute's last sample (null: none taken)"},
+    )
+
+
+class ActivitySchema(ma.Schema):
+    success = fields.Boolean(required=True)
+    minutes = fields.List(
+        fields.Nested(ActivityMinuteSchema), required=True, metadata={"description": "The last 60, oldest first"}
+    )

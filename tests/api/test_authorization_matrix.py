@@ -105,6 +105,7 @@ ROUTES = {
         "/api/contents/spare/sources/480p", 200, admin=True
     ),
     ("GET", "/api/queue/health"): Route("/api/queue/health", 200, admin=True),
+    ("GET", "/api/queue/activity"): Route("/api/queue/activity", 200, admin=True),
     ("POST", "/api/queue/downloads/<download_id:download_id>/requeue"): Route(
         "/api/queue/downloads/{id}/requeue", 200, admin=True
     ),

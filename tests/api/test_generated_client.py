@@ -338,6 +338,8 @@ def test_a_generated_client_drives_every_operation(generated, live_server, app, 
     requeued = call("requeue_download", admin, 200, models.DownloadEnvelope, download_id=download.id)
     assert requeued.download.status == models.DownloadStatus("pending")
     refused("get_queue_health", alice, 403)
+    minutes = call("get_queue_activity", admin, 200, models.Activity).minutes
+    assert len(minutes) == 60 and sum(m.started for m in minutes) >= 1
 
     # Streams, and the cookie for them; streams end at once here
     app.config["SSE_MAX_STREAM_SECONDS"] = 0.2

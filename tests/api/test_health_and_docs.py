@@ -77,6 +77,7 @@ def test_every_route_is_in_the_spec_with_schemas_and_bearer_auth(client):
         ("/api/session", "post"),
         ("/api/session", "delete"),
         ("/api/queue/health", "get"),
+        ("/api/queue/activity", "get"),
         ("/api/queue/downloads/{download_id}/requeue", "post"),
     }
     media_of = {

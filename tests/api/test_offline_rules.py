@@ -396,3 +396,20 @@ def test_only_a_completed_download_is_marked_watched(api, series):
     refused = api("post", f"/api/downloads/{pending['id']}/watched")
     assert refused.status_code == 409 and refused.json["status"] == "pending"
     assert api("post", f"/api/downloads/{'0' * 32}/watched").status_code == 404
+
+
+# ---------------------------------------------------------------- what admins see
+
+
+def test_admins_see_the_last_hour_and_the_licences_expiring_within_a_day(app, api, series):
+    soon, later = series(start(api, "480p", content_id="s1e1")), series(start(api, "480p", content_id="s1e2"))
+    with app.app_context():
+        Download.update(license_expires_at=utcnow() + timedelta(hours=2)).where(Download.id == soon["id"]).execute()
+        Download.update(license_expires_at=utcnow() + timedelta(days=3)).where(Download.id == later["id"]).execute()
+    health = api("get", "/api/queue/health", user="root", admin=True).json
+    assert health["licences_expiring_next_day"] == 1
+    assert [d["id"] for d in health["expiring_licences"]] == [soon["id"]]
+    assert set(health["expiring_licences"][0]) == {"id", "user_id", "content_id", "device_id", "license_expires_at"}
+    minutes = api("get", "/api/queue/activity", user="root", admin=True).json["minutes"]
+    assert len(minutes) == 60 and sum(m["started"] for m in minutes) == 2  # this test's starts (Redis was emptied)
+    assert api("get", "/api/queue/activity").status_code == 403

@@ -250,6 +250,14 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
     assert page.inner_text("[data-status=downloading] strong") == "1"
     assert page.inner_text("#stalled-count") == "1" and page.inner_text("#workers-alive") == "1"
     assert "alive" in page.inner_text("#workers")
+    states = page.eval_on_selector_all("#by-status [data-status]", "cells => cells.map((c) => c.dataset.status)")
+    assert states == ["pending", "downloading", "paused", "completed", "failed", "cancelled", "expired"]
+    # The last hour's charts, from the service's own history in Redis: the start above is in it.
+    charts = page.eval_on_selector_all("#charts figure", "figures => figures.map((f) => f.dataset.chart)")
+    assert charts == ["depth", "started", "completed", "failed", "bytes"]
+    assert page.locator("[data-chart=started] rect").count() == 60
+    assert "peak 1" in page.inner_text("[data-chart=started] figcaption")
+    assert page.inner_text("#expiring-count") == "0" and page.is_visible("#none-expiring")
     page.locator(f"#attention li[data-id='{stalled.id}'] button").click()
     page.wait_for_function(
         "() => document.querySelector('[data-status=completed] strong').textContent === '2'", timeout=20_000

@@ -1,9 +1,31 @@
-// The admin page: queue health every two seconds, and requeue for stalled or dead-lettered downloads.
+// The admin page: queue health every two seconds, charts of the last hour, expiring licences, and
+// requeue for stalled or dead-lettered downloads.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let token = localStorage.getItem("downloads.adminToken") || "";
 let timer = null;
+let refreshes = 0;
+
+// The states in the lifecycle's order (the API's JSON object has them sorted by name).
+const LIFECYCLE = ["pending", "downloading", "paused", "completed", "failed", "cancelled", "expired"];
+
+// chart id: [title, the value of one minute of GET /api/queue/activity, how to show a value]
+const CHARTS = {
+  depth: ["Queue depth", (m) => m.queue_depth, (v) => `${v}`],
+  started: ["Starts per minute", (m) => m.started, (v) => `${v}`],
+  completed: ["Completions per minute", (m) => m.completed, (v) => `${v}`],
+  failed: ["Failures per minute", (m) => m.failed, (v) => `${v}`],
+  bytes: ["Transfer, bytes per second", (m) => Number(m.transferred_bytes) / 60, humanBytesPerSecond],
+};
+const SVG = "http://www.w3.org/2000/svg";
+
+function humanBytesPerSecond(n) {
+  const units = ["B/s", "kB/s", "MB/s", "GB/s"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n.toFixed(n >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
 
 function showError(message) {
   $("error").textContent = message || "";
@@ -63,7 +85,8 @@ function render(health) {
   $("workers-alive").textContent = health.workers_alive;
   $("oldest").textContent = ago(health.oldest_pending_age_seconds);
   $("stalled-count").textContent = health.stalled_count;
-  $("by-status").replaceChildren(...Object.entries(health.downloads_by_status).map(([status, count]) => {
+  const states = [...LIFECYCLE, ...Object.keys(health.downloads_by_status).filter((s) => !LIFECYCLE.includes(s))];
+  $("by-status").replaceChildren(...states.map((status) => [status, health.downloads_by_status[status] ?? 0]).map(([status, count]) => {
     const cell = document.createElement("div");
     cell.dataset.status = status;
     cell.innerHTML = "<strong></strong><span></span>";
@@ -87,11 +110,61 @@ function render(health) {
   ];
   $("attention").replaceChildren(...items);
   $("calm").hidden = items.length > 0;
+  $("expiring-count").textContent = health.licences_expiring_next_day;
+  $("expiring").replaceChildren(...health.expiring_licences.map((d) => {
+    const row = document.createElement("tr");
+    row.dataset.id = d.id;
+    for (const value of [new Date(d.license_expires_at).toLocaleString(), d.user_id, d.content_id, d.id]) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    return row;
+  }));
+  $("expiring-table").hidden = health.expiring_licences.length === 0;
+  $("none-expiring").hidden = health.expiring_licences.length > 0;
+}
+
+// One bar chart of the last hour: a bar a minute, the peak and the latest value as text.
+function chart(id, title, values, show) {
+  const figure = document.createElement("figure");
+  figure.className = "chart";
+  figure.dataset.chart = id;
+  const sampled = values.filter((v) => v !== null && v !== undefined);
+  const peak = Math.max(0, ...sampled);
+  const latest = sampled.length ? sampled[sampled.length - 1] : 0;
+  const caption = document.createElement("figcaption");
+  caption.innerHTML = "<strong></strong> <span class='small muted'></span>";
+  caption.querySelector("strong").textContent = title;
+  caption.querySelector("span").textContent = `now ${show(latest)} · peak ${show(peak)}`;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${values.length * 4} 40`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${title}, the last ${values.length} minutes: peak ${show(peak)}`);
+  values.forEach((value, i) => {
+    const bar = document.createElementNS(SVG, "rect");
+    const height = peak > 0 && value ? Math.max(1, (value / peak) * 40) : 0;
+    bar.setAttribute("x", i * 4);
+    bar.setAttribute("y", 40 - height);
+    bar.setAttribute("width", 3);
+    bar.setAttribute("height", height);
+    bar.setAttribute("data-value", value ?? "");
+    svg.append(bar);
+  });
+  figure.append(caption, svg);
+  return figure;
+}
+
+function renderActivity(activity) {
+  $("charts").replaceChildren(...Object.entries(CHARTS).map(([id, [title, value, show]]) =>
+    chart(id, title, activity.minutes.map(value), show)));
 }
 
 async function refresh() {
   try {
     render(await api("GET", "/api/queue/health"));
+    if (refreshes++ % 5 === 0) renderActivity(await api("GET", "/api/queue/activity"));
   } catch (err) {
     showError(err.message);
   }
@@ -101,6 +174,7 @@ async function signIn(value) {
   token = value.trim();
   try {
     render(await api("GET", "/api/queue/health"));
+    renderActivity(await api("GET", "/api/queue/activity"));
   } catch (err) {
     showError(err.message);
     return;
