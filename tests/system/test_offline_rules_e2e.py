@@ -84,6 +84,8 @@ def test_devices_licences_renewals_and_expiry_over_http(service, token):
     call("post", f"/downloads/{on_tablet}/renew")
     refused = call("post", f"/downloads/{on_phone}/renew")
     assert refused.status_code == 409 and refused.json()["reason"] == "renewals_spent", refused.json()
+    api_metrics = requests.get(f"{service.base}/metrics", timeout=5).text  # summed over gunicorn's workers
+    assert metric(api_metrics, "downloads_licences_renewed_total", status="completed") == 2
 
     # The short title's licence runs out and the workers' expiry job expires it by itself.
     seen = []
