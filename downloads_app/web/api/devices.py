@@ -47,7 +47,7 @@ class DeviceById(MethodView):
         count, freed = devices.deregister(current_runtime(), current_user().id, device_id)
         return {
             "success": True,
-            "message": f"Device deregistered; deleted its {count} downloads",
+            "message": f"Device deregistered; deleted its {count} download{'' if count == 1 else 's'}",
             "deleted_count": count,
             "freed_bytes": freed,
         }
