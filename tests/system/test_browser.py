@@ -258,6 +258,8 @@ def test_admin_page_shows_real_counts_and_requeues_a_stalled_download(service, p
     assert page.locator("[data-chart=started] rect").count() == 60
     assert "peak 1" in page.inner_text("[data-chart=started] figcaption")
     assert page.inner_text("#expiring-count") == "0" and page.is_visible("#none-expiring")
+    movie = page.eval_on_selector_all("#titles tr[data-id=movie] td", "cells => cells.map((c) => c.textContent)")
+    assert movie == ["A Movie", "yes", "no cap", "default", "default", "default", ""]
     page.locator(f"#attention li[data-id='{stalled.id}'] button").click()
     page.wait_for_function(
         "() => document.querySelector('[data-status=completed] strong').textContent === '2'", timeout=20_000

@@ -156,6 +156,33 @@ function chart(id, title, values, show) {
   return figure;
 }
 
+// A title's rules as the page shows them; a null rule is the service's setting.
+function titleCells(c) {
+  const series = c.series_id ? `${c.series_id} S${c.season ?? 0}E${c.episode ?? "?"}` : "";
+  return [
+    c.title,
+    c.downloadable ? "yes" : "no",
+    c.max_downloads_per_year ?? "no cap",
+    c.license_days === null ? "default" : `${c.license_days} days`,
+    c.playback_window_hours === null ? "default" : `${c.playback_window_hours} hours`,
+    c.max_renewals ?? "default",
+    series,
+  ];
+}
+
+function renderTitles(catalogue) {
+  $("titles").replaceChildren(...catalogue.contents.map((c) => {
+    const row = document.createElement("tr");
+    row.dataset.id = c.id;
+    for (const value of titleCells(c)) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    return row;
+  }));
+}
+
 function renderActivity(activity) {
   $("charts").replaceChildren(...Object.entries(CHARTS).map(([id, [title, value, show]]) =>
     chart(id, title, activity.minutes.map(value), show)));
@@ -164,7 +191,10 @@ function renderActivity(activity) {
 async function refresh() {
   try {
     render(await api("GET", "/api/queue/health"));
-    if (refreshes++ % 5 === 0) renderActivity(await api("GET", "/api/queue/activity"));
+    if (refreshes++ % 5 === 0) {
+      renderActivity(await api("GET", "/api/queue/activity"));
+      renderTitles(await api("GET", "/api/contents"));
+    }
   } catch (err) {
     showError(err.message);
   }
@@ -175,6 +205,7 @@ async function signIn(value) {
   try {
     render(await api("GET", "/api/queue/health"));
     renderActivity(await api("GET", "/api/queue/activity"));
+    renderTitles(await api("GET", "/api/contents"));
   } catch (err) {
     showError(err.message);
     return;
