@@ -149,6 +149,18 @@ class Service:
     def worker_logs(self):
         return "".join(self.log(name) for name in self.worker_names)
 
+    def logs_with_completions(self, download_ids, timeout=10):
+        """The workers' logs, once they name the completion of every one of `download_ids`.
+
+        A worker logs a completion just after committing it, so a client can read `completed` first.
+        """
+
+        def every_completion_logged():
+            logs = self.worker_logs()
+            return logs if all(f"[Download Worker] Job completed: {i} " in logs for i in download_ids) else None
+
+        return wait_until(every_completion_logged, timeout=timeout, interval=0.05, message="the completions logged")
+
     def stop(self):
         running = [p for p in [self.api, *self.workers] if p is not None and p.poll() is None]
         for process in running:

@@ -66,9 +66,8 @@ def test_start_watch_complete_list_delete_cleanup_over_http(service, token):
     assert (cleanup["deleted_count"], cleanup["freed_bytes"]) == (1, second["file_size_bytes"])
     assert http.get(f"{api}/storage", timeout=5).json()["used_bytes"] == "0"
 
-    worker_log = service.worker_logs()
+    worker_log = service.logs_with_completions([download["id"]])
     assert f"[Download Worker] Processing download job: {download['id']}" in worker_log
-    assert f"[Download Worker] Job completed: {download['id']}" in worker_log
 
 
 def test_swagger_ui_and_spec_are_served_by_gunicorn(service):

@@ -59,7 +59,7 @@ def test_sigkilled_worker_its_downloads_complete_once_resuming_from_their_bytes(
     final = client.wait_all(ids, "completed", timeout=STALL_SECONDS + 25)
     recovery_seconds = time.monotonic() - killed_at
 
-    logs = service.worker_logs()
+    logs = service.logs_with_completions(ids)
     assert len(final) == 4
     for download_id in ids:
         assert completions(logs, download_id) == 1, download_id
@@ -113,8 +113,8 @@ def test_a_killed_workers_running_and_prefetched_downloads_run_again_once_within
         booted = time.time() - killed_at
         client.wait_all(ids, "completed", timeout=60)
 
-        logs, new_worker = service.worker_logs(), service.log("worker-2")
-        assert all(completions(logs, i) == 1 for i in ids)
+        logs, new_worker = service.logs_with_completions(ids), service.log("worker-2")
+        assert {i: completions(logs, i) for i in ids} == dict.fromkeys(ids, 1)
         took = {i: logged_at(new_worker, f"Job completed: {i}") - killed_at for i in ids}
         print(
             f"\nprefetch {prefetch or 'one per thread'}: new worker ready {booted:.1f}s after the kill; "
@@ -172,8 +172,8 @@ def test_redis_restart_that_lost_every_message_loses_no_accepted_download(databa
         own_redis.start()  # empty: no persistence
         ids.append(client.start(content_id=later_title))
         client.wait_all(ids, "completed", timeout=30)
-        logs = service.worker_logs()
-        assert all(completions(logs, i) == 1 for i in ids)
+        logs = service.logs_with_completions(ids)
+        assert {i: completions(logs, i) for i in ids} == dict.fromkeys(ids, 1)
     finally:
         if service is not None:
             service.stop()
@@ -225,6 +225,7 @@ def test_postgres_restart_answers_503_meanwhile_and_every_download_completes(own
         assert requests.get(f"{service.base}/readyz", timeout=10).status_code == 503
         own_postgres.start()
         client.wait_all(ids, "completed", timeout=40)
-        assert all(completions(service.worker_logs(), i) == 1 for i in ids)
+        logs = service.logs_with_completions(ids)
+        assert {i: completions(logs, i) for i in ids} == dict.fromkeys(ids, 1)
     finally:
         service.stop()

@@ -91,6 +91,7 @@ def test_health_metrics_and_logs_of_real_downloads(service, token, titles):
         message="the stream to be counted closed",
     )
 
+    worker_log = service.logs_with_completions(ids)  # a run is measured before its completion is logged
     worker_metrics = requests.get(f"http://127.0.0.1:{service.metrics_port}/", timeout=5).text
     labels = {"actor_name": "transfer_download", "queue_name": "downloads"}
     assert metric(worker_metrics, "dramatiq_messages_total", **labels) == 3
@@ -99,7 +100,7 @@ def test_health_metrics_and_logs_of_real_downloads(service, token, titles):
     assert metric(worker_metrics, "downloads_transferred_bytes_total") == 3 * 1000 * 1556 * 125
     assert metric(worker_metrics, "downloads_transfer_duration_seconds_count", outcome="completed") == 3
 
-    worker_lines = [json.loads(line) for line in service.worker_logs().splitlines() if "[Download Worker]" in line]
+    worker_lines = [json.loads(line) for line in worker_log.splitlines() if "[Download Worker]" in line]
     completed = [entry for entry in worker_lines if entry["message"].startswith("[Download Worker] Job completed")]
     assert len(completed) == 3
     for entry in completed:

@@ -185,10 +185,6 @@ def runs(service, log_name):
     return started
 
 
-def completions(service, download_id):
-    return service.worker_logs().count(f"[Download Worker] Job completed: {download_id} ")
-
-
 def running_on(service, log_name, downloads):
     """The downloads `log_name`'s worker holds: downloading, and its log started their latest attempt."""
     started = runs(service, log_name)
@@ -223,11 +219,12 @@ def assert_stored_byte_exact(service, client, ids, media):
     _, digests = media
     final = client.downloads()
     storage = service.env["STORAGE_DIR"]
+    logs = service.logs_with_completions(ids)
     verified = 0
     for download_id in ids:
         download = final[download_id]
         assert download["status"] == "completed", download
-        assert completions(service, download_id) == 1, download_id
+        assert logs.count(f"[Download Worker] Job completed: {download_id} ") == 1, download_id
         assert int(download["downloaded_bytes"]) == int(download["file_size_bytes"]) == SIZE
         paths = [p for p in _files(storage) if p.name == download_id]
         assert len(paths) == 1, paths
