@@ -376,6 +376,14 @@ def test_smart_downloads_replace_a_watched_episode_with_the_next_on_its_device_a
     assert api("get", f"/api/downloads/{third['id']}").json["download"]["status"] == "completed"
 
 
+def test_the_next_episodes_start_counts_in_the_admins_activity(api, series):
+    smart(api)
+    first = series(start(api, "480p", content_id="s1e1"))
+    assert api("post", f"/api/downloads/{first['id']}/watched").json["next_download"] is not None
+    minutes = api("get", "/api/queue/activity", user="root", admin=True).json["minutes"]
+    assert sum(m["started"] for m in minutes) == 2  # the first episode's start and the next's
+
+
 def test_a_watched_episode_is_kept_when_the_next_is_held_or_does_not_fit(api, series, configure):
     smart(api)
     first = series(start(api, "480p", content_id="s1e1"))
