@@ -11,6 +11,12 @@ from downloads_app.infra.metrics import TRANSFERRED_BYTES
 HEARTBEAT_SECONDS = 1.0
 
 
+def _count_moved(nbytes):
+    """Count `nbytes` moved: in the metrics and in the minute's activity."""
+    TRANSFERRED_BYTES.inc(nbytes)
+    activity.TALLY.add("transferred_bytes", nbytes)
+
+
 class RunHandle:
     """Report bytes, rebase, resize, should-stop and finish, for the run holding the download's claim.
 
@@ -62,15 +68,13 @@ class RunHandle:
         moved = nbytes - self.downloaded_bytes
         if not run_writes.record_progress(self._rt, self._download, nbytes):
             return False
-        TRANSFERRED_BYTES.inc(moved)
-        activity.TALLY.add("transferred_bytes", moved)
+        _count_moved(moved)
         return not self.should_stop()
 
     def moved_all(self):
         """Every byte is in and nothing is left to do before the completion, which records them
         with the outcome (one write fewer than a last `report`). False when the mover must stop."""
-        TRANSFERRED_BYTES.inc(self.file_size_bytes - self.downloaded_bytes)
-        activity.TALLY.add("transferred_bytes", self.file_size_bytes - self.downloaded_bytes)
+        _count_moved(self.file_size_bytes - self.downloaded_bytes)
         return not self.should_stop()
 
     def beat(self):
