@@ -46,6 +46,18 @@ function ago(seconds) {
   return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
 }
 
+// A table row of `values` as text; `id`, if given, names what it shows (data-id).
+function tableRow(values, id) {
+  const row = document.createElement("tr");
+  if (id !== undefined) row.dataset.id = id;
+  for (const value of values) {
+    const cell = document.createElement("td");
+    cell.textContent = value;
+    row.append(cell);
+  }
+  return row;
+}
+
 function attentionItem(id, reason, detail) {
   const item = document.createElement("li");
   item.className = "download";
@@ -95,15 +107,8 @@ function render(health) {
     return cell;
   }));
   const now = Date.now() / 1000;
-  $("workers").replaceChildren(...health.workers.map((w) => {
-    const row = document.createElement("tr");
-    for (const value of [w.host, w.pid, w.threads, `${ago(now - w.last_beat)} ago`, w.alive ? "alive" : "silent"]) {
-      const cell = document.createElement("td");
-      cell.textContent = value;
-      row.append(cell);
-    }
-    return row;
-  }));
+  $("workers").replaceChildren(...health.workers.map((w) =>
+    tableRow([w.host, w.pid, w.threads, `${ago(now - w.last_beat)} ago`, w.alive ? "alive" : "silent"])));
   const items = [
     ...health.stalled.map((d) => attentionItem(d.id, "stalled", `user ${d.user_id}, attempt ${d.attempts}, ${d.progress}%`)),
     ...health.dead_lettered_downloads.map((id) => attentionItem(id, "dead-lettered", "Dramatiq gave up on its message")),
@@ -111,16 +116,8 @@ function render(health) {
   $("attention").replaceChildren(...items);
   $("calm").hidden = items.length > 0;
   $("expiring-count").textContent = health.licences_expiring_next_day;
-  $("expiring").replaceChildren(...health.expiring_licences.map((d) => {
-    const row = document.createElement("tr");
-    row.dataset.id = d.id;
-    for (const value of [new Date(d.license_expires_at).toLocaleString(), d.user_id, d.content_id, d.id]) {
-      const cell = document.createElement("td");
-      cell.textContent = value;
-      row.append(cell);
-    }
-    return row;
-  }));
+  $("expiring").replaceChildren(...health.expiring_licences.map((d) =>
+    tableRow([new Date(d.license_expires_at).toLocaleString(), d.user_id, d.content_id, d.id], d.id)));
   $("expiring-table").hidden = health.expiring_licences.length === 0;
   $("none-expiring").hidden = health.expiring_licences.length > 0;
 }
@@ -171,16 +168,7 @@ function titleCells(c) {
 }
 
 function renderTitles(catalogue) {
-  $("titles").replaceChildren(...catalogue.contents.map((c) => {
-    const row = document.createElement("tr");
-    row.dataset.id = c.id;
-    for (const value of titleCells(c)) {
-      const cell = document.createElement("td");
-      cell.textContent = value;
-      row.append(cell);
-    }
-    return row;
-  }));
+  $("titles").replaceChildren(...catalogue.contents.map((c) => tableRow(titleCells(c), c.id)));
 }
 
 function renderActivity(activity) {
@@ -188,13 +176,16 @@ function renderActivity(activity) {
     chart(id, title, activity.minutes.map(value), show)));
 }
 
+// What changes by the minute: the charts of the last hour and the titles' rules.
+async function refreshHistoryAndTitles() {
+  renderActivity(await api("GET", "/api/queue/activity"));
+  renderTitles(await api("GET", "/api/contents"));
+}
+
 async function refresh() {
   try {
     render(await api("GET", "/api/queue/health"));
-    if (refreshes++ % 5 === 0) {
-      renderActivity(await api("GET", "/api/queue/activity"));
-      renderTitles(await api("GET", "/api/contents"));
-    }
+    if (refreshes++ % 5 === 0) await refreshHistoryAndTitles();
   } catch (err) {
     showError(err.message);
   }
@@ -204,8 +195,7 @@ async function signIn(value) {
   token = value.trim();
   try {
     render(await api("GET", "/api/queue/health"));
-    renderActivity(await api("GET", "/api/queue/activity"));
-    renderTitles(await api("GET", "/api/contents"));
+    await refreshHistoryAndTitles();
   } catch (err) {
     showError(err.message);
     return;
